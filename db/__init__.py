@@ -1,0 +1,1 @@
+"""camwatch storage: SQLAlchemy models, migrations and the queries the worker and dashboard share."""

@@ -1,0 +1,1 @@
+"""camwatch worker: model loading, the CAM engine, heatmap statistics and the monitoring service."""

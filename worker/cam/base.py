@@ -1,0 +1,68 @@
+"""The CAM method interface: one small class per method, one hook that returns weights.
+
+A method sees a :class:`CamContext` — the hooked activations ``A`` (N, K, h, w), optionally their
+gradients ``dY/dA`` for the target logits, the logits and targets — and returns weights, either per
+channel ``(N, K)`` or per element ``(N, K, h, w)``. The engine combines them as ``M = ReLU(Σ_k w_k ⊙ A_k)``
+and owns everything else: hooks, the forward/backward passes, ReLU, normalisation, resizing, cleanup.
+Methods whose map is not a weighted channel sum (EigenCAM, the random baseline) override ``combine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+
+class CamMethodError(ValueError):
+    """The method cannot explain this model (e.g. ``cam`` on a head that is not GAP → linear)."""
+
+
+@dataclass
+class CamContext:
+    activations: torch.Tensor  # (N, K, h, w), detached
+    gradients: torch.Tensor | None  # (N, K, h, w) of sum_n logit[n, target_n], or None
+    logits: torch.Tensor  # (N, C)
+    targets: torch.Tensor  # (N,) long
+    inputs: torch.Tensor  # (N, 3, H, W), the model inputs
+    classifier_weight: torch.Tensor | None  # (C, K) for GAP -> linear heads, else None
+    forward: Callable[[torch.Tensor], torch.Tensor]  # model logits for extra inputs (no hooks, no grad)
+    options: dict
+
+
+class CamMethod:
+    """Base class. Subclasses set ``key`` and implement ``weights`` (or override ``combine``)."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    needs_gradients: ClassVar[bool] = False
+    needs_classifier: ClassVar[bool] = False
+
+    def weights(self, ctx: CamContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def combine(self, ctx: CamContext) -> torch.Tensor:
+        """Raw map before ReLU, (N, h, w)."""
+        w = self.weights(ctx)
+        if w.dim() == 2:
+            return torch.einsum("nk,nkhw->nhw", w, ctx.activations)
+        return (w * ctx.activations).sum(dim=1)
+
+
+METHODS: dict[str, type[CamMethod]] = {}
+
+
+def register(cls: type[CamMethod]) -> type[CamMethod]:
+    if cls.key in METHODS:
+        raise ValueError(f"CAM method {cls.key!r} registered twice")
+    METHODS[cls.key] = cls
+    return cls
+
+
+def get_method(key: str) -> CamMethod:
+    try:
+        return METHODS[key]()
+    except KeyError:
+        raise CamMethodError(f"unknown CAM method {key!r}; choose one of {', '.join(METHODS)}") from None
