@@ -105,7 +105,7 @@ class CamEngine:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(2, 3, h, w, generator=gen).to(self.device)
         store: dict[str, torch.Tensor] = {}
-        handle = self.layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
+        handle = self.layer.register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out.clone()))
         try:
             with torch.inference_mode():
                 logits = self.model(x)
@@ -131,15 +131,14 @@ class CamEngine:
         needs_grad = self.method.needs_gradients
         store: dict[str, torch.Tensor] = {}
 
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor | None:
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
             if not isinstance(output, torch.Tensor):
                 raise CamMethodError(f"target layer '{self.target_layer}' returned {type(output).__name__}")
-            if needs_grad:
-                output = output.detach().requires_grad_(True)
-                store["a"] = output
-                return output
-            store["a"] = output
-            return None
+            # The model continues on a copy, so in-place ops after the layer (DenseNet's ReLU) neither
+            # alter the stored activations nor touch the autograd leaf.
+            leaf = output.detach().requires_grad_(needs_grad)
+            store["a"] = leaf
+            return leaf.clone()
 
         params = list(self.model.parameters())
         flags = [p.requires_grad for p in params]
