@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SPEC = "efficientnet_lite0"
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(ValueError):
     """A model could not be loaded; the message names the file and the reason."""
 
 
