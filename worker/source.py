@@ -119,6 +119,11 @@ class FolderSource:
         if use_events:
             self._start_observer()
 
+    @property
+    def waiting(self) -> int:
+        """Files seen but not yet known to be complete (still changing, or not observed long enough)."""
+        return len(self._pending)
+
     def _start_observer(self) -> None:
         observer = Observer()
         try:

@@ -1,0 +1,141 @@
+"""Exactly-once hand-out of pending images to workers, with leases.
+
+A worker claims a batch: each row goes from 'pending' (or 'processing' with an expired lease -- a dead
+worker's) to 'processing' with ``claimed_by = worker_id``, ``lease_until = now + lease_seconds`` and
+``attempts + 1``, in one transaction:
+
+- SQLite: the transaction starts with ``BEGIN IMMEDIATE``, so claimers are serialised by the database's
+  write lock and the select-then-update cannot interleave (SQLAlchemy's SQLite dialect silently drops
+  ``FOR UPDATE``, so it is not relied upon there).
+- PostgreSQL: ``UPDATE images ... WHERE id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING``;
+  concurrent claimers skip each other's locked rows, and a row committed meanwhile is re-checked
+  against the WHERE clause before it is locked.
+
+``attempts`` counts claims. A row whose lease expired after ``max_attempts`` claims is not handed out
+again: it becomes 'error' ("gave up after N attempts ..."), since the image most likely crashes the
+worker. Leases use the workers' clocks: keep them NTP-synchronised and leases much longer than the skew.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+from sqlalchemy import Engine, String, and_, cast, literal, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement, Select
+
+from db.models import Image
+from db.records import ClaimedImage
+from db.session import write_transaction
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+def _lock_candidates(conn: Connection, query: Select[int]) -> Select[int]:
+    """On PostgreSQL, lock the selected rows and skip rows another transaction holds."""
+    if conn.dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
+def _give_up(conn: Connection, now: dt.datetime, max_attempts: int) -> None:
+    expired = and_(Image.status == "processing", Image.lease_until < now, Image.attempts >= max_attempts)
+    candidates = _lock_candidates(conn, select(Image.id).where(expired))
+    reason = (literal("gave up after ") + cast(Image.attempts, String)
+              + literal(" attempts (worker crashed while processing it?)"))
+    given_up = conn.execute(
+        update(Image).where(Image.id.in_(candidates.scalar_subquery()))
+        .values(status="error", error=reason, claimed_by=None, lease_until=None, processed_at=now)
+        .returning(Image.id, Image.uri, Image.attempts)
+    ).all()
+    for row in given_up:
+        log.warning("image %d (%s): gave up after %d attempts; its lease expired each time", row.id, row.uri,
+                    row.attempts)
+
+
+def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float,
+                max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> list[ClaimedImage]:
+    """Claim up to ``limit`` images for ``worker_id`` (oldest registration first); see the module docstring."""
+    if limit <= 0:
+        raise ValueError(f"claim limit must be positive, got {limit}")
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    if max_attempts <= 0:
+        raise ValueError(f"max_attempts must be positive, got {max_attempts}")
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        _give_up(conn, now, max_attempts)
+        claimable: ColumnElement[bool] = or_(
+            Image.status == "pending",
+            and_(Image.status == "processing", Image.lease_until < now),
+        )
+        candidates = _lock_candidates(conn, select(Image.id).where(claimable).order_by(Image.id).limit(limit))
+        rows = conn.execute(
+            update(Image).where(Image.id.in_(candidates.scalar_subquery()))
+            .values(status="processing", claimed_by=worker_id,
+                    lease_until=now + dt.timedelta(seconds=lease_seconds), attempts=Image.attempts + 1)
+            .returning(Image.id, Image.uri, Image.sha256, Image.captured_at, Image.source)
+        ).all()
+    claimed = sorted((ClaimedImage(id=r.id, uri=r.uri, sha256=r.sha256, captured_at=r.captured_at,
+                                   source=r.source) for r in rows), key=lambda c: c.id)
+    if claimed:
+        log.debug("worker %s claimed %d images (ids %d..%d)", worker_id, len(claimed), claimed[0].id,
+                  claimed[-1].id)
+    return claimed
+
+
+def renew_lease(engine: Engine, worker_id: str, ids: Iterable[int], lease_seconds: float) -> set[int]:
+    """Extend the lease of the given images still claimed by ``worker_id``; returns the ids renewed.
+
+    An id missing from the result was taken over by another worker (or finished): drop its work.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    lease_until = utcnow() + dt.timedelta(seconds=lease_seconds)
+    with write_transaction(engine) as conn:
+        renewed = set(conn.execute(
+            update(Image)
+            .where(Image.id.in_(wanted), Image.claimed_by == worker_id, Image.status == "processing")
+            .values(lease_until=lease_until)
+            .returning(Image.id)
+        ).scalars())
+    lost = set(wanted) - renewed
+    if lost:
+        log.warning("worker %s: lease of %d images no longer held (ids %s)", worker_id, len(lost), sorted(lost))
+    return renewed
+
+
+def release_claims(engine: Engine, worker_id: str) -> int:
+    """Give back ``worker_id``'s unfinished claims at a clean shutdown; returns how many.
+
+    The rows become 'pending' again and their interrupted attempt is not counted against ``max_attempts``.
+    """
+    with write_transaction(engine) as conn:
+        released = conn.execute(
+            update(Image).where(Image.claimed_by == worker_id, Image.status == "processing")
+            .values(status="pending", claimed_by=None, lease_until=None, attempts=Image.attempts - 1)
+            .returning(Image.id)
+        ).all()
+    if released:
+        log.info("worker %s released %d unfinished claims", worker_id, len(released))
+    return len(released)
+
+
+def expire_claims(engine: Engine, worker_id: str) -> int:
+    """End the leases of a worker known to be dead (its process is gone), so its claims are retried now.
+
+    Unlike :func:`release_claims`, the interrupted attempt still counts against ``max_attempts``: an image
+    that kills the process cannot be retried forever.
+    """
+    with write_transaction(engine) as conn:
+        expired = conn.execute(
+            update(Image).where(Image.claimed_by == worker_id, Image.status == "processing")
+            .values(lease_until=utcnow()).returning(Image.id)
+        ).all()
+    return len(expired)

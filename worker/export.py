@@ -1,0 +1,121 @@
+"""``python -m worker export``: one row per image, streamed in chunks (csv, parquet or jsonl).
+
+Columns: image_id, uri, sha256, status, error, source, captured_at, processed_at, width, height, label,
+tags (JSON), object_boxes (JSON), model_version_id, model_spec, class_index, class_name, confidence,
+correct, method, target_class, heatmap_state, raw_max, raw_sum, target_logit, every statistic of
+``db.models.STAT_COLUMNS``, flags (comma-separated rule keys). jsonl rows also carry ``heatmap`` (the
+native map, nested row-major lists) and ``heatmap_extent``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from db import decode_heatmap
+from db.models import STAT_COLUMNS, Flag, Heatmap, Image, ModelVersion, Prediction
+
+log = logging.getLogger(__name__)
+
+CHUNK = 2000
+
+
+def _query(after_id: int):  # type: ignore[no-untyped-def]
+    return (select(Image.id.label("image_id"), Image.uri, Image.sha256, Image.status, Image.error, Image.source,
+                   Image.captured_at, Image.processed_at, Image.width, Image.height, Image.label, Image.tags,
+                   Image.region, Image.model_version_id, ModelVersion.spec.label("model_spec"),
+                   ModelVersion.class_names, Prediction.class_index, Prediction.confidence, Prediction.correct,
+                   Heatmap.method, Heatmap.target_class, Heatmap.state.label("heatmap_state"), Heatmap.raw_max,
+                   Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w, Heatmap.data,
+                   Heatmap.extent, *[getattr(Heatmap, c) for c in STAT_COLUMNS])
+            .outerjoin(ModelVersion, ModelVersion.id == Image.model_version_id)
+            .outerjoin(Prediction, Prediction.image_id == Image.id)
+            .outerjoin(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
+            .where(Image.id > after_id, Image.status.in_(("ok", "error")))
+            .order_by(Image.id).limit(CHUNK))
+
+
+def iter_rows(engine: Engine, *, with_heatmap: bool) -> Iterator[dict[str, Any]]:
+    after = 0
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(_query(after)).mappings().all()
+            if not batch:
+                return
+            flags: dict[int, list[str]] = {}
+            ids = [m["image_id"] for m in batch]
+            for image_id, rule in conn.execute(select(Flag.image_id, Flag.rule).where(
+                    Flag.image_id >= ids[0], Flag.image_id <= ids[-1])):
+                flags.setdefault(image_id, []).append(rule)
+        for m in batch:
+            row = {k: m[k] for k in m if k not in ("class_names", "data", "grid_h", "grid_w", "extent", "region")}
+            names = m["class_names"] or []
+            idx = m["class_index"]
+            row["class_name"] = names[idx] if idx is not None and idx < len(names) else None
+            row["object_boxes"] = json.dumps((m["region"] or {}).get("boxes")) if m["region"] else None
+            row["tags"] = json.dumps(m["tags"] or {})
+            row["flags"] = ",".join(sorted(flags.get(m["image_id"], [])))
+            for key in ("captured_at", "processed_at"):
+                row[key] = m[key].isoformat() if m[key] is not None else None
+            if with_heatmap:
+                row["heatmap"] = (decode_heatmap(m["data"], m["grid_h"], m["grid_w"]).round(5).tolist()
+                                  if m["data"] is not None else None)
+                row["heatmap_extent"] = m["extent"]
+            yield row
+        after = batch[-1]["image_id"]
+
+
+def export(engine: Engine, fmt: str, out: Path) -> int:
+    """Write every processed image to ``out``; returns the number of rows."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = iter_rows(engine, with_heatmap=fmt == "jsonl")
+    n = 0
+    if fmt == "jsonl":
+        with out.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+                n += 1
+    elif fmt == "csv":
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer: csv.DictWriter | None = None
+            for row in rows:
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+                n += 1
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq_writer = None
+        chunk: list[dict[str, Any]] = []
+        schema = None
+        try:
+            for row in rows:
+                chunk.append(row)
+                n += 1
+                if len(chunk) == CHUNK:
+                    table = pa.Table.from_pylist(chunk, schema=schema)
+                    schema = table.schema
+                    pq_writer = pq_writer or pq.ParquetWriter(out, schema)
+                    pq_writer.write_table(table)
+                    chunk = []
+            if chunk or pq_writer is None:
+                table = pa.Table.from_pylist(chunk, schema=schema)
+                pq_writer = pq_writer or pq.ParquetWriter(out, table.schema)
+                pq_writer.write_table(table)
+        finally:
+            if pq_writer is not None:
+                pq_writer.close()
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: use csv, parquet or jsonl")
+    log.info("exported %d rows to %s", n, out)
+    return n

@@ -1,0 +1,140 @@
+"""One batch of claimed images → database records: decode, annotate, CAM, statistics, flags, thumbnail.
+
+No database access here (the service claims and commits); a bad file becomes an ``error`` result with
+a readable reason and the rest of the batch goes on. If the engine fails on a whole batch, the images
+are retried one by one so that only the image that breaks it is recorded as an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db.records import ClaimedImage, FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
+from worker.engine import CamEngine, CamResult
+from worker.flags import FlagConfig, evaluate_flags
+from worker.ingest import DecodedImage, ImageDecodeError, load_image, make_thumbnail, orient_region
+from worker.reference import ReferenceSummary
+from worker.regions import ObjectRegion
+from worker.sidecars import AnnotationConfig, Annotations, read_annotations
+from worker.stats import StatsConfig, compute_statistics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineContext:
+    engine: CamEngine
+    model_version_id: int
+    source_roots: dict[str, Path]
+    annotations: AnnotationConfig = field(default_factory=AnnotationConfig)
+    flags: FlagConfig = field(default_factory=FlagConfig)
+    flag_rules: tuple[str, ...] | None = None
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    thumbnails: str = "flagged"  # all | flagged | none
+    reference: ReferenceSummary | None = None
+    _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._label_index = {n.lower(): i for i, n in enumerate(self.engine.loaded.class_names)}
+
+    def label_index(self, label: str | None) -> int | None:
+        if label is None:
+            return None
+        if label.isdigit() and int(label) < len(self._label_index):
+            return int(label)
+        return self._label_index.get(label.strip().lower())
+
+
+@dataclass
+class _Decoded:
+    claim: ClaimedImage
+    image: DecodedImage
+    notes: Annotations
+    region: ObjectRegion | None
+
+
+def _decode(claim: ClaimedImage, ctx: PipelineContext) -> _Decoded:
+    path = Path(claim.uri)
+    root = ctx.source_roots.get(claim.source, path.parent)
+    decoded = load_image(path, draft_size=max(ctx.engine.loaded.preprocessing.size))
+    notes = read_annotations(path, source_root=root, config=ctx.annotations, width=decoded.raw_width,
+                             height=decoded.raw_height, source_name=claim.source)
+    for warning in notes.warnings:
+        log.warning("%s: %s", claim.uri, warning)
+    region = notes.region
+    if region is not None:  # sidecars and ROIs refer to the image as stored: orient with the pixels
+        region = orient_region(region, decoded.orientation, decoded.raw_width, decoded.raw_height)
+    return _Decoded(claim, decoded, notes, region)
+
+
+def _error(claim: ClaimedImage, reason: str) -> ImageResult:
+    log.warning("image failed: %s", reason, extra={"uri": claim.uri})
+    return ImageResult(image_id=claim.id, status="error", error=reason)
+
+
+def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult:
+    d = item.image
+    stats = compute_statistics(cam.heatmap, d.width, d.height, extent=cam.extent, region=item.region,
+                               config=ctx.stats)
+    outcomes = evaluate_flags(stats.values, confidence=cam.confidence, class_index=cam.predicted_class,
+                              native_heatmap=cam.heatmap, reference=ctx.reference, config=ctx.flags,
+                              rules=ctx.flag_rules)
+    flags = [FlagRecord(o.rule, o.value, o.threshold) for o in outcomes if o.flagged]
+    label_index = ctx.label_index(item.notes.label)
+    want_thumb = ctx.thumbnails == "all" or (ctx.thumbnails == "flagged" and flags)
+    captured = item.notes.captured_at or d.captured_at
+    return ImageResult(
+        image_id=item.claim.id, status="ok", width=d.width, height=d.height, format=d.format,
+        captured_at=captured.astimezone(dt.UTC) if captured else None,
+        label=item.notes.label, label_index=label_index,
+        region=item.region.to_json() if item.region is not None else None,
+        tags=dict(item.notes.tags), thumbnail=make_thumbnail(d.image) if want_thumb else None,
+        model_version_id=ctx.model_version_id,
+        prediction=PredictionRecord(
+            class_index=cam.predicted_class, confidence=cam.confidence, topk_indices=cam.topk_indices,
+            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits,
+            correct=None if label_index is None else label_index == cam.predicted_class),
+        heatmap=HeatmapRecord(method=cam.method, target_class=cam.target_class, target_layer=cam.target_layer,
+                              state=stats.state, native=cam.heatmap, extent=cam.extent, raw_max=cam.raw_max,
+                              raw_sum=cam.raw_sum, target_logit=cam.target_logit, stats=stats.values),
+        flags=flags,
+    )
+
+
+def _explain(items: Sequence[_Decoded], ctx: PipelineContext) -> list[CamResult]:
+    return ctx.engine.explain([i.image.image for i in items],
+                              original_sizes=[(i.image.width, i.image.height) for i in items])
+
+
+def process_batch(claims: Sequence[ClaimedImage], ctx: PipelineContext) -> list[ImageResult]:
+    """Results for every claim, in claim order: ``ok`` with everything, or ``error`` with the reason."""
+    results: dict[int, ImageResult] = {}
+    decoded: list[_Decoded] = []
+    for claim in claims:
+        try:
+            decoded.append(_decode(claim, ctx))
+        except ImageDecodeError as exc:
+            results[claim.id] = _error(claim, str(exc))
+    if decoded:
+        try:
+            cams = _explain(decoded, ctx)
+            pairs = list(zip(decoded, cams, strict=True))
+        except Exception:
+            log.exception("CAM engine failed on a batch of %d; retrying one by one", len(decoded))
+            pairs = []
+            for item in decoded:
+                try:
+                    pairs.append((item, _explain([item], ctx)[0]))
+                except Exception as exc:  # recorded as this image's error, not swallowed
+                    results[item.claim.id] = _error(item.claim, f"{item.claim.uri}: model failed "
+                                                                f"({type(exc).__name__}: {exc})")
+        for item, cam in pairs:
+            try:
+                results[item.claim.id] = _result(item, cam, ctx)
+            except ValueError as exc:  # e.g. a sidecar mask whose size does not fit the image
+                results[item.claim.id] = _error(item.claim, f"{item.claim.uri}: {exc}")
+    return [results[c.id] for c in claims]
