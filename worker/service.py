@@ -78,7 +78,7 @@ class Worker:
                 class_names=loaded.class_names, input_size=list(loaded.preprocessing.size),
                 preprocessing=loaded.preprocessing.to_json(), target_layer=self.cam.target_layer,
                 method=self.cam.method.key)
-        roots = [(Path(p), None) for p in settings.source]
+        roots: list[tuple[Path, str | None]] = [(Path(p), None) for p in settings.source]
         if settings.reference.kind == "folder" and settings.reference.folder is not None:
             roots.append((settings.reference.folder, REFERENCE_SOURCE))
         self.sources: list[FolderSource] = []
