@@ -46,7 +46,7 @@ _DEFINITIONS: tuple[StatisticDef, ...] = (
                  "Heatmap value at the peak, not normalised: comparable over time only for one model, "
                  "layer and CAM method."),
     StatisticDef("spread", "Spread", "fraction of image diagonal",
-                 "sqrt(sum p ((x - mu_x)^2 W^2 + (y - mu_y)^2 H^2)) / sqrt(W^2 + H^2)", "[0, 0.5]",
+                 "sqrt(sum p ((x - mu_x)^2 W^2 + (y - mu_y)^2 H^2)) / sqrt(W^2 + H^2)", "[0, 0.5)",
                  "Radius of gyration of the heatmap in original pixels over the image diagonal: "
                  "small = focused, large = diffuse."),
     StatisticDef("elongation", "Elongation", "ratio",
@@ -59,11 +59,11 @@ _DEFINITIONS: tuple[StatisticDef, ...] = (
     StatisticDef("gini", "Gini", "index", "sum_k (2k - N - 1) a_k / (N sum a), a sorted ascending",
                  "[0, 1 - 1/N]", "Sparseness of the heatmap: 0 = uniform, close to 1 = one hot cell."),
     StatisticDef("border_energy", "Border energy", "fraction of energy",
-                 "sum p over cells whose centre is within 10% of width/height of an edge", "[0, 1]",
+                 "sum p over cells whose centre is closer than 10% of width/height to an edge", "[0, 1]",
                  "Share of the heatmap in the image's outer band: attention on the frame, watermarks, "
                  "padding artefacts. A uniform map scores the band's area share (about 0.36)."),
     StatisticDef("top5_share", "Top-5% share", "fraction of energy",
-                 "sum of the ceil(0.05 N) largest p", "[0.05, 1]",
+                 "sum of the ceil(0.05 N) largest p", "[ceil(0.05 N) / N, 1]",
                  "Share of the heatmap held by its hottest 5% of cells: 0.05 = uniform, 1 = concentrated."),
     StatisticDef("energy_outside", "Energy outside object", "fraction of energy", "1 - sum h c / sum h",
                  "[0, 1]",
