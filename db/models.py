@@ -1,0 +1,341 @@
+"""SQLAlchemy models of the camwatch schema (the initial Alembic revision mirrors them exactly).
+
+Conventions:
+- times are timezone-aware UTC (:class:`db.types.UTCDateTime`), defaults come from :func:`db.types.utcnow`;
+- ``class_index = -1`` means "all classes" in reference and drift tables;
+- boxes (``region``, ``cam_box_*``, ``extent``) are ``(x0, y0, x1, y1)`` in original image pixels,
+  x = column, y = row, half-open (see ``worker/regions.py``);
+- heatmap bytes are little-endian float16, row-major (see :mod:`db.codec`);
+- rows that belong to an image are deleted with it (``ON DELETE CASCADE``); model versions and
+  references are never deleted implicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    column,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import UTCDateTime, utcnow
+
+IMAGE_STATUSES = ("pending", "processing", "ok", "error")
+HEATMAP_STATES = ("ok", "zero", "nonfinite")
+REVIEW_VERDICTS = ("wrong_attention_confirmed", "false_alarm", "wrong_label")
+REFERENCE_KINDS = ("first_n", "time_range", "folder", "manual")
+WORKER_STATES = ("starting", "running", "stopping", "stopped")
+
+#: Per-heatmap statistics, one nullable Float column each in ``heatmaps`` (same names, same order).
+STAT_COLUMNS: tuple[str, ...] = (
+    "centroid_x", "centroid_y", "peak_x", "peak_y", "peak_value", "spread", "elongation", "entropy",
+    "gini", "border_energy", "top5_share", "energy_outside", "object_area_fraction", "pointing_hit",
+    "cam_box_x0", "cam_box_y0", "cam_box_x1", "cam_box_y1", "cam_box_iou",
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(name: str, values: tuple[str, ...]) -> CheckConstraint:
+    """CHECK constraint ``name IN (values...)`` named ``ck_<table>_<name>``."""
+    return CheckConstraint(column(name).in_(values), name=name)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+def _image_fk() -> Any:
+    return ForeignKey("images.id", ondelete="CASCADE")
+
+
+class ModelVersion(Base):
+    """One deployed model configuration; ``fingerprint`` identifies it (see ``db.writes.model_fingerprint``)."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[str] = mapped_column(Text)
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
+    num_classes: Mapped[int] = mapped_column(Integer)
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    input_size: Mapped[list[int]] = mapped_column(JSON)  # [height, width]
+    preprocessing: Mapped[dict[str, Any]] = mapped_column(JSON)
+    target_layer: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Image(Base):
+    """One distinct image content (by sha256) and its processing state; ``captured_at`` drives time charts."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        # id last: claims read pending/expired rows in (lease_until, id) order straight from the index.
+        Index("ix_images_status_lease_until_id", "status", "lease_until", "id"),
+        _one_of("status", IMAGE_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    uri: Mapped[str] = mapped_column(Text)  # first-seen uri
+    source: Mapped[str] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    captured_at: Mapped[dt.datetime] = mapped_column(index=True)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[dt.datetime | None]
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    label_index: Mapped[int | None] = mapped_column(Integer)
+    region: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"boxes": [[x0,y0,x1,y1],...], "source": ...}
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG, longest side <= 256 px
+
+
+class ImageTag(Base):
+    """Tags as rows, for slicing by ``key = value`` (``images.tags`` keeps the same dict for display)."""
+
+    __tablename__ = "image_tags"
+    __table_args__ = (Index("ix_image_tags_key_value", "key", "value"),)
+
+    image_id: Mapped[int] = mapped_column(_image_fk(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class Sighting(Base):
+    """One uri under which some image bytes were seen; ``mtime_ns``/``size_bytes`` let a scanner skip re-hashing."""
+
+    __tablename__ = "sightings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(_image_fk(), index=True)
+    uri: Mapped[str] = mapped_column(Text, unique=True)
+    source: Mapped[str] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    is_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Prediction(Base):
+    """Top-1 prediction (``confidence`` = softmax probability of ``class_index``) and the top-k lists.
+
+    Non-finite model outputs are stored as NULL (JSON ``null`` inside the lists).
+    """
+
+    __tablename__ = "predictions"
+
+    image_id: Mapped[int] = mapped_column(_image_fk(), primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    class_index: Mapped[int] = mapped_column(Integer, index=True)
+    confidence: Mapped[float | None] = mapped_column(Float)  # NULL when the model output was not finite
+    topk_indices: Mapped[list[int]] = mapped_column(JSON)
+    topk_probs: Mapped[list[float | None]] = mapped_column(JSON)
+    topk_logits: Mapped[list[float | None]] = mapped_column(JSON)
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Heatmap(Base):
+    """A native-resolution heatmap, its raw magnitudes and its statistics (columns named by ``STAT_COLUMNS``).
+
+    ``extent`` is the ``(x0, y0, x1, y1)`` box of the original image that the grid covers.
+    """
+
+    __tablename__ = "heatmaps"
+    __table_args__ = (
+        UniqueConstraint("image_id", "method", "target_class"),
+        _one_of("state", HEATMAP_STATES),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(_image_fk())
+    method: Mapped[str] = mapped_column(String(32))
+    target_class: Mapped[int] = mapped_column(Integer)
+    target_layer: Mapped[str] = mapped_column(String(200))
+    is_primary: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    grid_h: Mapped[int] = mapped_column(Integer)
+    grid_w: Mapped[int] = mapped_column(Integer)
+    extent: Mapped[list[float]] = mapped_column(JSON)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_max: Mapped[float | None] = mapped_column(Float)
+    raw_sum: Mapped[float | None] = mapped_column(Float)
+    target_logit: Mapped[float | None] = mapped_column(Float)
+    centroid_x: Mapped[float | None] = mapped_column(Float)
+    centroid_y: Mapped[float | None] = mapped_column(Float)
+    peak_x: Mapped[float | None] = mapped_column(Float)
+    peak_y: Mapped[float | None] = mapped_column(Float)
+    peak_value: Mapped[float | None] = mapped_column(Float)
+    spread: Mapped[float | None] = mapped_column(Float)
+    elongation: Mapped[float | None] = mapped_column(Float)
+    entropy: Mapped[float | None] = mapped_column(Float)
+    gini: Mapped[float | None] = mapped_column(Float)
+    border_energy: Mapped[float | None] = mapped_column(Float)
+    top5_share: Mapped[float | None] = mapped_column(Float)
+    energy_outside: Mapped[float | None] = mapped_column(Float)
+    object_area_fraction: Mapped[float | None] = mapped_column(Float)
+    pointing_hit: Mapped[float | None] = mapped_column(Float)
+    cam_box_x0: Mapped[float | None] = mapped_column(Float)
+    cam_box_y0: Mapped[float | None] = mapped_column(Float)
+    cam_box_x1: Mapped[float | None] = mapped_column(Float)
+    cam_box_y1: Mapped[float | None] = mapped_column(Float)
+    cam_box_iou: Mapped[float | None] = mapped_column(Float)
+
+
+class Flag(Base):
+    """An image flagged by a rule (``rule`` is a stable key, e.g. ``'energy_outside'``)."""
+
+    __tablename__ = "flags"
+    __table_args__ = (UniqueConstraint("image_id", "rule"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(_image_fk())
+    rule: Mapped[str] = mapped_column(String(64), index=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    """A human verdict on a (usually flagged) image."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (_one_of("verdict", REVIEW_VERDICTS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(_image_fk(), index=True)
+    verdict: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Reference(Base):
+    """A named reference set of images that drift is measured against."""
+
+    __tablename__ = "references"
+    __table_args__ = (_one_of("kind", REFERENCE_KINDS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    method: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    built_at: Mapped[dt.datetime | None]
+    n_images: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def _reference_fk() -> Any:
+    return ForeignKey("references.id", ondelete="CASCADE")
+
+
+class ReferenceMember(Base):
+    __tablename__ = "reference_members"
+
+    reference_id: Mapped[int] = mapped_column(_reference_fk(), primary_key=True)
+    image_id: Mapped[int] = mapped_column(_image_fk(), primary_key=True)
+
+
+class ReferenceStat(Base):
+    """Distribution of one statistic over a reference; ``values`` is a sample of at most 5000 values."""
+
+    __tablename__ = "reference_stats"
+
+    reference_id: Mapped[int] = mapped_column(_reference_fk(), primary_key=True)
+    class_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    statistic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    mean: Mapped[float | None] = mapped_column(Float)
+    std: Mapped[float | None] = mapped_column(Float)
+    values: Mapped[list[float]] = mapped_column(JSON)
+
+
+class ReferenceHeatmap(Base):
+    """Mean of the reference's normalised native heatmaps (each map divided by its sum), float16 bytes."""
+
+    __tablename__ = "reference_heatmaps"
+
+    reference_id: Mapped[int] = mapped_column(_reference_fk(), primary_key=True)
+    class_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    grid_h: Mapped[int] = mapped_column(Integer)
+    grid_w: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DriftResult(Base):
+    """One drift test of one statistic over one window; recomputation upserts on the unique key."""
+
+    __tablename__ = "drift_results"
+    __table_args__ = (
+        UniqueConstraint("reference_id", "window_kind", "window_start", "statistic", "class_index", "test",
+                         name="uq_drift_results_window_test"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference_id: Mapped[int] = mapped_column(_reference_fk())
+    window_kind: Mapped[str] = mapped_column(String(32))  # 'hour' | 'day' | 'count:N'
+    window_start: Mapped[dt.datetime]
+    window_end: Mapped[dt.datetime]
+    statistic: Mapped[str] = mapped_column(String(64))
+    class_index: Mapped[int] = mapped_column(Integer)
+    test: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    n_reference: Mapped[int] = mapped_column(Integer)
+    n_current: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """Liveness and throughput of one worker process."""
+
+    __tablename__ = "worker_heartbeats"
+    __table_args__ = (_one_of("state", WORKER_STATES),)
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(String(200))
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16))
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    images_per_s: Mapped[float | None] = mapped_column(Float)

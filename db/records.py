@@ -1,0 +1,119 @@
+"""Plain records exchanged between the storage layer and its callers (no torch, no SQLAlchemy objects)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class RegisterOutcome(enum.StrEnum):
+    """What :func:`db.registry.register_file` did with a file."""
+
+    NEW = "new"  # bytes never seen: a pending image row was created
+    DUPLICATE = "duplicate"  # bytes already known under another uri: only a sighting was recorded
+    KNOWN = "known"  # this uri is already registered with these bytes: nothing changed
+
+
+@dataclass(frozen=True)
+class ClaimedImage:
+    """An image handed to one worker by :func:`db.claims.claim_batch`."""
+
+    id: int
+    uri: str
+    sha256: str
+    captured_at: dt.datetime
+    source: str
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """Top-1 prediction and top-k lists; ``confidence`` is the softmax probability of ``class_index``.
+
+    Lists are ordered by decreasing probability; ``correct`` is None when the label is unknown.
+    """
+
+    class_index: int
+    confidence: float
+    topk_indices: list[int]
+    topk_probs: list[float]
+    topk_logits: list[float]
+    correct: bool | None = None
+
+
+@dataclass(frozen=True)
+class HeatmapRecord:
+    """The worker's own heatmap of one image.
+
+    ``native`` is the map at the layer's resolution (float32, shape (rows, cols)); ``extent`` is the
+    ``(x0, y0, x1, y1)`` box of the original image it covers; ``stats`` maps names from
+    ``db.models.STAT_COLUMNS`` to values (missing names and non-finite values are stored as NULL).
+    """
+
+    method: str
+    target_class: int
+    target_layer: str
+    state: str  # 'ok' | 'zero' | 'nonfinite'
+    native: np.ndarray
+    extent: tuple[float, float, float, float]
+    raw_max: float | None
+    raw_sum: float | None
+    target_logit: float | None
+    stats: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlagRecord:
+    """A rule that fired for an image: ``value`` crossed ``threshold``."""
+
+    rule: str
+    value: float | None
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Everything the worker learned about one claimed image, written by :func:`db.results.complete_batch`.
+
+    ``status`` is 'ok' or 'error' (then ``error`` says why); ``captured_at``, when given, overrides
+    the capture time the scanner registered (e.g. EXIF read during decoding).
+    """
+
+    image_id: int
+    status: str
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    captured_at: dt.datetime | None = None
+    label: str | None = None
+    label_index: int | None = None
+    region: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    thumbnail: bytes | None = None
+    model_version_id: int | None = None
+    prediction: PredictionRecord | None = None
+    heatmap: HeatmapRecord | None = None
+    flags: list[FlagRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DriftResultRecord:
+    """One drift test result; ``class_index = -1`` means all classes. Upserted on
+    (reference_id, window_kind, window_start, statistic, class_index, test)."""
+
+    reference_id: int
+    window_kind: str  # 'hour' | 'day' | 'count:N'
+    window_start: dt.datetime
+    window_end: dt.datetime
+    statistic: str
+    class_index: int
+    test: str
+    score: float | None
+    threshold: float | None
+    drifted: bool
+    n_reference: int
+    n_current: int

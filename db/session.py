@@ -1,0 +1,140 @@
+"""Engines, sessions and transactions for SQLite (default) and PostgreSQL.
+
+SQLite: each new connection gets ``busy_timeout = 30 s`` (a second writer waits instead of failing),
+``journal_mode = WAL`` (a long dashboard read does not block the worker's commits), ``foreign_keys = ON``
+and ``synchronous = NORMAL`` (safe with WAL; a power cut may lose the last commits, never corrupt).
+The sqlite3 driver's own transaction handling is switched off (``isolation_level = None``) and
+SQLAlchemy emits ``BEGIN`` itself -- the documented recipe for real transactions on pysqlite -- so a
+*write* transaction can start with ``BEGIN IMMEDIATE``: it takes the write lock at once, whereas a
+deferred transaction that reads and then writes fails immediately with ``SQLITE_BUSY_SNAPSHOT`` when
+another connection committed in between (busy_timeout does not help there).
+
+PostgreSQL: ``postgresql+psycopg://`` (a bare ``postgresql://`` is mapped to psycopg 3), pre-pinged
+pooled connections; concurrency is handled with row locks (``FOR UPDATE SKIP LOCKED``) and
+``INSERT ... ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import DeclarativeBase, Session
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+_BEGIN_OPTION = "camwatch_sqlite_begin"
+_SQLITE_PRAGMAS = (
+    # busy_timeout first: switching a fresh file to WAL needs a lock another process may hold.
+    "PRAGMA busy_timeout = 30000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = NORMAL",
+)
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for a SQLite or PostgreSQL URL, configured as described in the module docstring.
+
+    PostgreSQL and SQLite files get a thread-safe queue pool (5 connections + 10 overflow) for the threaded
+    dashboard.
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_DIALECTS:
+        raise ValueError(f"database URL {parsed.render_as_string(hide_password=True)!r}: unsupported "
+                         f"backend {backend!r} (camwatch supports {', '.join(SUPPORTED_DIALECTS)})")
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+
+    database = parsed.database
+    pool_args: dict[str, Any] = {}
+    if database and database != ":memory:" and not database.startswith("file:"):  # a plain file path
+        parent = Path(database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise FileNotFoundError(f"SQLite database {database}: directory {parent} does not exist")
+        pool_args = {"pool_size": 5, "max_overflow": 10}
+    # In-memory and URI databases keep SQLAlchemy's own pool choice (one connection per thread for :memory:).
+    engine = create_engine(parsed, **pool_args)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own; _sqlite_on_begin does
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get(_BEGIN_OPTION) == "IMMEDIATE":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _writer(engine: Engine) -> Engine:
+    """The engine whose transactions start with ``BEGIN IMMEDIATE`` on SQLite (same pool)."""
+    return engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+
+
+@contextmanager
+def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
+    """A session committed on success, rolled back on error, closed in both cases.
+
+    ``write=True`` declares that the transaction will write after reading: on SQLite it then starts with
+    ``BEGIN IMMEDIATE`` (waiting up to busy_timeout for other writers). Keep it off for dashboard reads so
+    they never block the worker. Objects stay usable after the commit (``expire_on_commit=False``).
+    """
+    session = Session(bind=_writer(engine) if write else engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A Core connection inside one write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+    with _writer(engine).begin() as conn:
+        yield conn
+
+
+def require_write_session(session: Session, operation: str) -> None:
+    """Refuse, on SQLite, a session that was not opened with ``session_scope(engine, write=True)``.
+
+    ``operation`` names the caller in the error. PostgreSQL needs no such session.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and connection.get_execution_options().get(_BEGIN_OPTION) != "IMMEDIATE":
+        raise RuntimeError(f"{operation} reads then writes: on SQLite call it in a session from "
+                           "session_scope(engine, write=True), otherwise a concurrent commit makes it fail "
+                           "with SQLITE_BUSY_SNAPSHOT")
+
+
+def dialect_insert(dialect_name: str, entity: type[DeclarativeBase]) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's own ``INSERT`` construct for a mapped class, which supports ``on_conflict_do_*``."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(entity)
+    if dialect_name == "sqlite":
+        return sqlite.insert(entity)
+    raise ValueError(f"unsupported database dialect {dialect_name!r} (camwatch supports "
+                     f"{', '.join(SUPPORTED_DIALECTS)})")

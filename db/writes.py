@@ -1,0 +1,111 @@
+"""Small writes shared by the worker and the dashboard: model versions, heartbeats, reviews, drift results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from db.models import REVIEW_VERDICTS, WORKER_STATES, DriftResult, ModelVersion, Review, WorkerHeartbeat
+from db.records import DriftResultRecord
+from db.session import dialect_insert, write_transaction
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+_WINDOW_KIND = re.compile(r"(hour|day|count:[1-9][0-9]*)")
+
+
+def model_fingerprint(*, spec: str, weights_sha256: str | None, num_classes: int, class_names: Sequence[str],
+                      input_size: Sequence[int], preprocessing: dict[str, Any], target_layer: str,
+                      method: str) -> str:
+    """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of every field that defines a model version.
+
+    Besides spec, weights, preprocessing, target layer and CAM method, the class names and input size
+    are included: changing any of them changes what the stored statistics mean.
+    """
+    canonical = json.dumps(
+        {"spec": spec, "weights_sha256": weights_sha256, "num_classes": num_classes,
+         "class_names": list(class_names), "input_size": list(input_size), "preprocessing": preprocessing,
+         "target_layer": target_layer, "method": method},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def get_or_create_model_version(session: Session, *, spec: str, weights_sha256: str | None, num_classes: int,
+                                class_names: Sequence[str], input_size: Sequence[int],
+                                preprocessing: dict[str, Any], target_layer: str, method: str) -> int:
+    """The id of the model version with these fields, created if new (race-safe: insert-or-ignore, then read)."""
+    if len(class_names) != num_classes:
+        raise ValueError(f"model {spec}: {len(class_names)} class names for num_classes={num_classes}")
+    fields: dict[str, Any] = {
+        "spec": spec, "weights_sha256": weights_sha256, "num_classes": num_classes,
+        "class_names": list(class_names), "input_size": [int(v) for v in input_size],
+        "preprocessing": preprocessing, "target_layer": target_layer, "method": method}
+    fingerprint = model_fingerprint(**fields)
+    dialect = session.get_bind().dialect.name
+    created = session.execute(
+        dialect_insert(dialect, ModelVersion)
+        .values(fingerprint=fingerprint, created_at=utcnow(), **fields)
+        .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(ModelVersion.id)
+    ).scalar_one_or_none()
+    if created is not None:
+        log.info("registered model version %d: %s (%s at %s), fingerprint %s", created, spec, method,
+                 target_layer, fingerprint[:12])
+        return int(created)
+    return int(session.execute(select(ModelVersion.id).where(ModelVersion.fingerprint == fingerprint)).scalar_one())
+
+
+def write_heartbeat(engine: Engine, *, worker_id: str, hostname: str, pid: int, state: str,
+                    source: str | None = None, model_version_id: int | None = None, processed: int = 0,
+                    errors: int = 0, images_per_s: float | None = None) -> None:
+    """Insert or refresh ``worker_id``'s heartbeat (``last_seen_at`` = now; ``started_at`` kept from the first)."""
+    if state not in WORKER_STATES:
+        raise ValueError(f"worker {worker_id}: state must be one of {WORKER_STATES}, got {state!r}")
+    now = utcnow()
+    with write_transaction(engine) as conn:
+        stmt = dialect_insert(conn.dialect.name, WorkerHeartbeat).values(
+            worker_id=worker_id, hostname=hostname, pid=pid, source=source, model_version_id=model_version_id,
+            started_at=now, last_seen_at=now, state=state, processed=processed, errors=errors,
+            images_per_s=images_per_s)
+        refreshed = ("hostname", "pid", "source", "model_version_id", "last_seen_at", "state", "processed",
+                     "errors", "images_per_s")
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["worker_id"], set_={name: stmt.excluded[name] for name in refreshed}))
+
+
+def add_review(session: Session, image_id: int, verdict: str, note: str | None, reviewer: str | None) -> int:
+    """Record a reviewer's verdict on an image; returns the review id."""
+    if verdict not in REVIEW_VERDICTS:
+        raise ValueError(f"image {image_id}: verdict must be one of {REVIEW_VERDICTS}, got {verdict!r}")
+    review = Review(image_id=image_id, verdict=verdict, note=note, reviewer=reviewer, created_at=utcnow())
+    session.add(review)
+    session.flush()
+    return review.id
+
+
+def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) -> int:
+    """Insert drift results, replacing any earlier result with the same key; returns the number of rows."""
+    if not rows:
+        return 0
+    for row in rows:
+        if not _WINDOW_KIND.fullmatch(row.window_kind):
+            raise ValueError(f"drift result for {row.statistic!r}: window_kind must be 'hour', 'day' or "
+                             f"'count:N', got {row.window_kind!r}")
+    now = utcnow()
+    stmt = dialect_insert(session.get_bind().dialect.name, DriftResult)
+    key = ("reference_id", "window_kind", "window_start", "statistic", "class_index", "test")
+    replaced = ("window_end", "score", "threshold", "drifted", "n_reference", "n_current", "computed_at")
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in replaced}),
+        [{**asdict(row), "computed_at": now} for row in rows],
+    )
+    return len(rows)
