@@ -56,7 +56,7 @@ class DriftSettings(BaseModel):
     heatmap_correlation_min: float = 0.9
     statistics: list[str] = Field(default_factory=lambda: [
         "centroid_x", "centroid_y", "spread", "entropy", "gini", "border_energy", "top5_share",
-        "energy_outside", "confidence", "raw_max"])
+        "energy_outside", "attention_correlation", "confidence", "raw_max"])
     every_batches: int = 20  # the worker recomputes drift after this many batches (and when idle)
 
 
