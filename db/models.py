@@ -303,7 +303,7 @@ class DriftResult(Base):
     __tablename__ = "drift_results"
     __table_args__ = (
         UniqueConstraint("reference_id", "window_kind", "window_start", "statistic", "class_index", "test",
-                         name="uq_drift_results_window_test"),
+                         "slice", name="uq_drift_results_window_test"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -314,6 +314,7 @@ class DriftResult(Base):
     statistic: Mapped[str] = mapped_column(String(64))
     class_index: Mapped[int] = mapped_column(Integer)
     test: Mapped[str] = mapped_column(String(32))
+    slice: Mapped[str] = mapped_column(String(200), default="", server_default="")  # '' = all, else key=value
     score: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)
     drifted: Mapped[bool] = mapped_column(Boolean)

@@ -103,7 +103,7 @@ class ImageResult:
 @dataclass(frozen=True)
 class DriftResultRecord:
     """One drift test result; ``class_index = -1`` means all classes. Upserted on
-    (reference_id, window_kind, window_start, statistic, class_index, test)."""
+    (reference_id, window_kind, window_start, statistic, class_index, test, slice)."""
 
     reference_id: int
     window_kind: str  # 'hour' | 'day' | 'count:N'
@@ -117,3 +117,4 @@ class DriftResultRecord:
     drifted: bool
     n_reference: int
     n_current: int
+    slice: str = ""  # '' = all images, else 'key=value' (e.g. 'camera=cam-2')

@@ -102,7 +102,7 @@ def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) ->
                              f"'count:N', got {row.window_kind!r}")
     now = utcnow()
     stmt = dialect_insert(session.get_bind().dialect.name, DriftResult)
-    key = ("reference_id", "window_kind", "window_start", "statistic", "class_index", "test")
+    key = ("reference_id", "window_kind", "window_start", "statistic", "class_index", "test", "slice")
     replaced = ("window_end", "score", "threshold", "drifted", "n_reference", "n_current", "computed_at")
     session.execute(
         stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in replaced}),

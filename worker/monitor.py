@@ -24,6 +24,7 @@ from db.models import (
     STAT_COLUMNS,
     Heatmap,
     Image,
+    ImageTag,
     Prediction,
     Reference,
     ReferenceHeatmap,
@@ -56,16 +57,41 @@ def _rows_query() -> Select:
             .where(Image.status == "ok"))
 
 
-def _stat_rows(conn: Connection, query: Select) -> tuple[list[StatRow], list[dt.datetime]]:
-    rows, times = [], []
+def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow]]:
+    """Image ids and their :class:`StatRow` (statistics, engine values, native map)."""
+    ids, rows = [], []
     for r in conn.execute(query):
         m = r._mapping
+        ids.append(m["id"])
         rows.append(StatRow(class_index=m["class_index"], stats={c: m[c] for c in STAT_COLUMNS},
                             confidence=m["confidence"], raw_max=m["raw_max"], raw_sum=m["raw_sum"],
                             target_logit=m["target_logit"],
                             heatmap=decode_heatmap(m["data"], m["grid_h"], m["grid_w"])))
-        times.append(m["captured_at"])
-    return rows, times
+    return ids, rows
+
+
+def _rows_for(conn: Connection, base: Select, ids: Sequence[int]) -> tuple[list[int], list[StatRow]]:
+    out_ids: list[int] = []
+    out_rows: list[StatRow] = []
+    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
+        chunk_ids, chunk_rows = _stat_rows(conn, base.where(Image.id.in_(ids[start:start + 900])))
+        out_ids += chunk_ids
+        out_rows += chunk_rows
+    return out_ids, out_rows
+
+
+def _slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> dict[str, list[int]]:
+    """``'key=value'`` → positions in ``ids`` of the images carrying that tag value."""
+    if not keys or not ids:
+        return {}
+    position = {image_id: i for i, image_id in enumerate(ids)}
+    out: dict[str, list[int]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        for image_id, key, value in conn.execute(select(ImageTag.image_id, ImageTag.key, ImageTag.value).where(
+                ImageTag.image_id.in_(chunk), ImageTag.key.in_(list(keys)))):
+            out.setdefault(f"{key}={value}", []).append(position[image_id])
+    return out
 
 
 def reference_name(model_version_id: int, method: str) -> str:
@@ -145,7 +171,7 @@ def ensure_reference(engine: Engine, settings: Settings, model_version_id: int, 
                                  .where(ReferenceMember.reference_id == ref_id)).scalar_one()
         if built_at is None or n_members != n_images:
             member_ids = select(ReferenceMember.image_id).where(ReferenceMember.reference_id == ref_id)
-            rows, _ = _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids)))
+            _, rows = _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids)))
             summary = build_reference(rows)
             _store_summary(conn, ref_id, summary, n_members)
             log.info("reference %s built from %d images", name, n_members)
@@ -158,9 +184,22 @@ def window_kind_label(settings: Settings) -> str:
     return f"count:{d.window_count}" if d.window == "count" else d.window
 
 
+def _slice_references(engine: Engine, handle: ReferenceHandle, keys: Sequence[str],
+                      min_samples: int) -> dict[str, ReferenceSummary]:
+    """A reference per tag value, from the reference members carrying it (slices with too few are left out)."""
+    member_ids = select(ReferenceMember.image_id).where(ReferenceMember.reference_id == handle.id)
+    with engine.connect() as conn:
+        ids, rows = _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids)))
+        groups = _slices(conn, ids, keys)
+    return {name: build_reference([rows[i] for i in members]) for name, members in groups.items()
+            if len(members) >= min_samples}
+
+
 def recompute_drift(engine: Engine, settings: Settings, handle: ReferenceHandle, model_version_id: int,
                     since: dt.datetime | None = None) -> int:
-    """Drift for every window (or those holding images processed after ``since``); returns rows written."""
+    """Drift for every window (or those holding images processed after ``since``), overall and per slice
+    (each value of the tags in ``drift.slice_tags``, against the reference images of the same value);
+    returns the number of result rows written."""
     d = settings.drift
     base = _rows_query().where(Image.model_version_id == model_version_id)
     with engine.connect() as conn:
@@ -173,22 +212,28 @@ def recompute_drift(engine: Engine, settings: Settings, handle: ReferenceHandle,
     touched = set(range(len(windows))) if since is None else {
         int(labels[i]) for i, r in enumerate(index) if r.processed_at is not None and r.processed_at > since}
     statistics = [s for s in d.statistics if handle.summary.stat(s) is not None]
+    slice_refs = _slice_references(engine, handle, d.slice_tags, d.min_samples) if touched else {}
+    options = {"statistics": statistics, "thresholds": {"heatmap_correlation": d.heatmap_correlation_min},
+               "min_samples": d.min_samples}
     kind = window_kind_label(settings)
     written = 0
     for w in sorted(touched):
         window = windows[w]
-        ids = [index[int(i)].id for i in np.flatnonzero(labels == w)]
         with engine.connect() as conn:
-            rows: list[StatRow] = []
-            for chunk in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-                rows += _stat_rows(conn, base.where(Image.id.in_(ids[chunk:chunk + 900])))[0]
-        records = compute_window_drift(handle.summary, rows, statistics=statistics,
-                                       thresholds={"heatmap_correlation": d.heatmap_correlation_min},
-                                       min_samples=d.min_samples)
+            ids, rows = _rows_for(conn, base, [index[int(i)].id for i in np.flatnonzero(labels == w)])
+            groups = _slices(conn, ids, d.slice_tags)
+        results = [("", r) for r in compute_window_drift(handle.summary, rows, **options)]  # type: ignore[arg-type]
+        for name, members in sorted(groups.items()):
+            ref = slice_refs.get(name)
+            if ref is not None and len(members) >= d.min_samples:
+                subset = [rows[i] for i in members]
+                results += [(name, r) for r in compute_window_drift(
+                    ref, subset, per_class=False, **options)]  # type: ignore[arg-type]
         out = [DriftResultRecord(reference_id=handle.id, window_kind=kind, window_start=window.start,
                                  window_end=window.end, statistic=r.statistic, class_index=r.class_index,
                                  test=r.test, score=r.score, threshold=r.threshold, drifted=r.drifted,
-                                 n_reference=r.n_reference, n_current=r.n_current) for r in records]
+                                 n_reference=r.n_reference, n_current=r.n_current, slice=name)
+               for name, r in results]
         with session_scope(engine, write=True) as session:
             written += upsert_drift_results(session, out)
     return written

@@ -57,6 +57,7 @@ class DriftSettings(BaseModel):
     statistics: list[str] = Field(default_factory=lambda: [
         "centroid_x", "centroid_y", "spread", "entropy", "gini", "border_energy", "top5_share",
         "energy_outside", "attention_correlation", "confidence", "raw_max"])
+    slice_tags: list[str] = Field(default_factory=lambda: ["site", "camera"])  # drift per value of these tags
     every_batches: int = 20  # the worker recomputes drift after this many batches (and when idle)
 
 
