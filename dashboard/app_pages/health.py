@@ -1,0 +1,56 @@
+"""Health: workers and their heartbeats, the backlog, errors, the database size."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from dashboard import figures
+from dashboard.state import query
+from dashboard.widgets import empty_notice, format_age
+from db.queries import capture_range, status_counts, workers
+from db.queries_slices import database_size, error_reasons, oldest_pending, recent_errors
+
+#: A worker whose last heartbeat is older than this, and that did not say it stopped, is marked stale.
+STALE_AFTER = dt.timedelta(minutes=5)
+
+st.title("Health")
+counts = query(status_counts)
+size = query(database_size)
+pending_since = query(oldest_pending)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Pending", f"{counts['pending']:,}")
+c2.metric("Processing", f"{counts['processing']:,}")
+c3.metric("Oldest waiting", format_age(pending_since) if pending_since else "none",
+          help="first seen time of the oldest pending or processing image")
+c4.metric("Database size", "–" if size is None else f"{size / 2**20:,.1f} MiB")
+if query(capture_range) is None:
+    empty_notice()
+
+st.subheader("Workers")
+beats = query(workers)
+if len(beats) == 0:
+    st.caption("No worker has reported yet.")
+else:
+    now = dt.datetime.now(dt.UTC)
+    stale = [(now - seen) > STALE_AFTER and state != "stopped"
+             for seen, state in zip(beats["last_seen_at"], beats["state"], strict=True)]
+    n_stale = sum(stale)
+    if n_stale:
+        st.warning(f"{n_stale} worker(s) stopped reporting (no heartbeat for over "
+                   f"{STALE_AFTER.total_seconds() / 60:.0f} min) without saying they stopped.",
+                   icon=":material/heart_broken:")
+    table = beats.assign(status=["stale" if s else state for s, state in zip(stale, beats["state"], strict=True)],
+                         last_seen=[format_age(t, now) for t in beats["last_seen_at"]])
+    st.dataframe(table[["worker_id", "status", "last_seen", "hostname", "pid", "source", "model", "method",
+                        "processed", "errors", "images_per_s", "started_at"]], hide_index=True, width="stretch")
+
+st.subheader("Errors")
+reasons = query(error_reasons)
+if len(reasons) == 0:
+    st.caption(f"No errors among {counts['ok']:,} processed images.")
+else:
+    st.plotly_chart(figures.error_reasons(reasons), key="error_reasons")
+    st.dataframe(query(recent_errors), hide_index=True, width="stretch",
+                 column_config={"image_id": st.column_config.NumberColumn("image", format="%d")})

@@ -1,0 +1,127 @@
+"""Image: one image's pictures, predictions, statistics, flags, reviews, and actions on it.
+
+The image is chosen with the query parameter ``?image=<id>`` (links from the gallery) or the id box."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.auth import user_name
+from dashboard.figures import class_label, number
+from dashboard.images import detail_pictures
+from dashboard.live import live_section
+from dashboard.state import clear_cache, config, engine, query
+from dashboard.widgets import require_data
+from db.queries import current_reference
+from db.queries_images import add_reference_member, image_detail, statistics_of
+from db.session import session_scope
+from db.writes import add_review
+from worker.flags import FLAG_RULES
+from worker.stats_registry import STATISTICS
+
+VERDICTS = {"wrong_attention_confirmed": "Wrong attention confirmed", "false_alarm": "False alarm",
+            "wrong_label": "Wrong label"}
+
+st.title("Image")
+require_data()
+cfg = config()
+
+requested = st.query_params.get("image", "")
+initial = int(requested) if requested.isdigit() else None
+image_id = st.number_input("Image id", min_value=1, value=initial, step=1, key="image_id",
+                           placeholder="an id from the Flagged gallery")
+if image_id is None:
+    st.info("Pick an image in the **Flagged** gallery, or type its id.")
+    st.stop()
+image_id = int(image_id)
+if str(image_id) != requested:
+    st.query_params["image"] = str(image_id)
+detail = query(image_detail, image_id)
+if detail is None:
+    st.error(f"There is no image with id {image_id}.")
+    st.stop()
+
+image, prediction, heatmap = detail.image, detail.prediction, detail.heatmap
+st.caption(f"`{image['uri']}` · captured {image['captured_at']:%Y-%m-%d %H:%M:%S} UTC · status **{image['status']}**"
+           + (f" · {image['width']}×{image['height']}" if image["width"] else "")
+           + "".join(f" · {k}={v}" for k, v in sorted(detail.tags.items())))
+if image["error"]:
+    st.error(image["error"])
+
+pictures = query(detail_pictures, image_id, cfg.source_roots)
+c1, c2, c3 = st.columns(3)
+for column, title, picture in ((c1, "Picture", pictures.picture), (c2, "Overlay", pictures.overlay),
+                               (c3, "Heatmap", pictures.heatmap)):
+    with column:
+        st.markdown(f"**{title}**")
+        if picture is not None:
+            st.image(picture.data, caption=picture.source, width="stretch")
+        else:
+            st.caption("not available" + (" (no original under the source roots, no thumbnail stored)"
+                                          if title == "Picture" else " (no heatmap)"))
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Predictions")
+    if prediction is None:
+        st.caption("No prediction stored.")
+    else:
+        st.dataframe(pd.DataFrame({
+            "class": [class_label(detail.class_names, int(i)) for i in prediction["topk_indices"]],
+            "probability": prediction["topk_probs"], "logit": prediction["topk_logits"]}),
+            hide_index=True, width="stretch")
+        if image["label"] is not None:
+            st.caption(f"Label: **{image['label']}**; top-1 {'correct' if prediction['correct'] else 'wrong'}.")
+with right:
+    st.subheader("Flags")
+    if len(detail.flags) == 0:
+        st.caption("Not flagged.")
+    for f in detail.flags.itertuples():
+        why = FLAG_RULES[f.rule].description if f.rule in FLAG_RULES else "rule not registered in this version"
+        st.markdown(f"- **{f.rule}**: {why}; value {number(f.value, '.4g')} vs threshold "
+                    f"{number(f.threshold, '.4g')} (severity {number(f.severity, '.2f')})")
+
+st.subheader("Statistics")
+if heatmap is not None:
+    st.caption(f"{heatmap['method']} on `{heatmap['target_layer']}` for class "
+               f"{class_label(detail.class_names, heatmap['target_class'])}, native grid "
+               f"{heatmap['grid_h']}×{heatmap['grid_w']}, state **{heatmap['state']}**. Hover a value for its "
+               "definition.")
+values = statistics_of(heatmap, prediction)
+metric_columns = st.columns(6)
+for i, (name, value) in enumerate(values.items()):
+    d = STATISTICS.get(name)
+    metric_columns[i % 6].metric(d.label if d else name, "–" if value is None else f"{value:.4g}",
+                                 help=f"`{d.formula}` ({d.unit}, range {d.value_range}). {d.description}" if d else None)
+
+live_section(detail, cfg)
+
+st.subheader("Review")
+with st.form("review", clear_on_submit=True):
+    verdict = st.radio("Verdict", list(VERDICTS), format_func=VERDICTS.__getitem__, horizontal=True)
+    note = st.text_area("Note", placeholder="what is wrong with the attention, or why it is fine")
+    reviewer = st.text_input("Reviewer", value=user_name(cfg.settings))
+    if st.form_submit_button("Save review", type="primary"):
+        with session_scope(engine(), write=True) as session:
+            review_id = add_review(session, image_id, verdict, note.strip() or None, reviewer.strip() or None)
+        clear_cache()
+        st.success(f"Review {review_id} saved.")
+        detail = query(image_detail, image_id)
+if detail is not None and len(detail.reviews):
+    st.dataframe(detail.reviews.assign(verdict=detail.reviews["verdict"].map(VERDICTS)), hide_index=True,
+                 width="stretch")
+else:
+    st.caption("No review yet.")
+
+reference = query(current_reference)
+if reference is not None:
+    member = reference.id in (detail.reference_ids if detail else [])
+    if member:
+        st.caption(f"This image is a member of the reference **{reference.name}**.")
+    elif st.button(f"Add to reference “{reference.name}”", icon=":material/playlist_add:"):
+        added = add_reference_member(engine(), reference.id, image_id)
+        clear_cache()
+        st.success("Added as a reference member. The worker rebuilds the reference statistics at its next "
+                   "drift pass (or `python -m worker drift`), since the member count changed; until then drift "
+                   "uses the previous statistics." if added else "Already a member.")

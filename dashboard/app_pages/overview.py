@@ -1,0 +1,99 @@
+"""Overview: counts, throughput, the worker's heartbeat, and every monitored statistic over time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from dashboard import figures
+from dashboard.state import config, query
+from dashboard.widgets import (
+    bucket_unit,
+    format_age,
+    require_data,
+    sample_note,
+    series_rate,
+    share,
+    time_filter,
+)
+from db.queries import (
+    current_reference,
+    flagged_count,
+    latest_drift,
+    reference_bands,
+    stat_time_series,
+    status_counts,
+    throughput,
+    workers,
+)
+from worker.stats_registry import STATISTICS
+
+st.title("Overview")
+settings = config().settings
+require_data()
+f = time_filter()
+counts = query(status_counts, f)
+processed = counts["ok"] + counts["error"]
+flagged = query(flagged_count, f)
+heartbeats = query(workers)
+
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Images processed", f"{processed:,}", help="ok + error, captured in the selected range")
+c2.metric("Errors", f"{counts['error']:,}", help="images the worker could not process")
+c3.metric("Flagged share", share(flagged, counts["ok"]), help=f"{flagged:,} flagged of {counts['ok']:,} ok images")
+c4.metric("Waiting", f"{counts['pending'] + counts['processing']:,}", help="pending + processing")
+if len(heartbeats):
+    last = heartbeats.iloc[0]
+    c5.metric("Last heartbeat", format_age(last["last_seen_at"]),
+              help=f"worker {last['worker_id']} on {last['hostname']}, state {last['state']}")
+    st.caption(f"Model: **{last['model'] or 'unknown'}** ({last['method'] or '?'}), model version "
+               f"{last['model_version_id']}, reported by worker `{last['worker_id']}`.")
+else:
+    c5.metric("Last heartbeat", "never")
+
+minute = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)  # a stable cache key for a minute
+per_hour = query(throughput, minute - dt.timedelta(days=1))
+if len(per_hour):
+    st.plotly_chart(figures.throughput(per_hour), key="throughput")
+else:
+    st.caption("No image finished processing in the last 24 hours.")
+
+statistics = [s for s in settings.drift.statistics if s in STATISTICS]
+reference = query(current_reference)
+bands: dict[str, tuple[float, float] | None] = {}
+drifted: dict[str, bool] = {}
+st.subheader("Drift against the reference")
+if reference is None:
+    st.info("No reference yet: the worker builds one from the first processed images "
+            f"(`reference.kind = {settings.reference.kind}`), then computes drift per window.")
+else:
+    band_rows = query(reference_bands, reference.id)
+    bands = {r.statistic: figures.band(r.mean, r.std) for r in band_rows.itertuples()}
+    window = settings.drift.window if settings.drift.window != "count" else f"count:{settings.drift.window_count}"
+    latest = query(latest_drift, reference.id, window)
+    st.caption(f"Reference **{reference.name}** ({reference.n_images:,} images); latest tested `{window}` window"
+               + (f" starting {latest['window_start'].iloc[0]:%Y-%m-%d %H:%M} UTC." if len(latest) else
+                  ": no drift results yet."))
+    badges = st.columns(6)
+    for i, row in enumerate(latest.itertuples()):
+        drifted[row.statistic] = bool(row.drifted)
+        tested = row.score is not None and row.score == row.score  # NaN: not enough data
+        state = ":red-badge[drifted]" if row.drifted else ":green-badge[ok]" if tested else ":gray-badge[n/a]"
+        score = f"{row.score:.3g}" if tested else "not enough data"
+        badges[i % 6].markdown(f"**{figures.statistic_label(row.statistic)}** {state}  \n"
+                               f"{row.test} {score} (threshold {row.threshold:.3g})",
+                               help=f"n = {row.n_current} current, {row.n_reference} reference")
+
+unit = bucket_unit(f)
+rate = series_rate(f)
+series = query(stat_time_series, statistics, unit, f, rate)
+labels = {s: figures.statistic_label(s) for s in statistics}
+st.subheader(f"Statistics per {unit} (mean), with the reference band (mean ± 3σ)")
+if rate < 1000:
+    st.caption(sample_note(rate))
+st.plotly_chart(figures.statistic_grid(series, statistics, labels, bands, drifted), key="statistics")
+with st.expander("Definitions"):
+    for name in statistics:
+        d = STATISTICS[name]
+        st.markdown(f"**{d.label}** (`{name}`, {d.unit}, range {d.value_range}): `{d.formula}`. {d.description}")

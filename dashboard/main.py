@@ -1,0 +1,48 @@
+"""Page setup shared by every run: login, sidebar, navigation between the pages in ``app_pages/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.auth import require_login
+from dashboard.state import clear_cache, config, engine
+from dashboard.widgets import time_range_selector
+
+PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
+PAGES = (
+    ("overview.py", "Overview", ":material/monitoring:", "overview"),
+    ("drift.py", "Drift", ":material/trending_up:", "drift"),
+    ("flagged.py", "Flagged", ":material/flag:", "flagged"),
+    ("image.py", "Image", ":material/image:", "image"),
+    ("slices.py", "Slices", ":material/view_column:", "slices"),
+    ("health.py", "Health", ":material/favorite:", "health"),
+)
+
+
+def _exposed(address: str | None) -> bool:
+    """Whether ``server.address`` lets other machines connect (unset means every interface)."""
+    return address in (None, "", "0.0.0.0", "::")
+
+
+def run() -> None:
+    st.set_page_config(page_title="camwatch", page_icon=":material/visibility:", layout="wide")
+    settings = config().settings
+    if not require_login(settings):
+        return
+    engine()  # connect and upgrade the schema before any page queries
+    pages = [st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=path, default=i == 0)
+             for i, (file, title, icon, path) in enumerate(PAGES)]
+    navigation = st.navigation(pages)
+    if _exposed(st.get_option("server.address")) and not (settings.dashboard.password or settings.dashboard.oidc):
+        st.sidebar.warning("This server listens on every network interface and has no login. Run it from the "
+                           "repository root (`.streamlit/config.toml` binds 127.0.0.1), pass `--server.address "
+                           "127.0.0.1`, or set a password.", icon=":material/lock_open:")
+    st.sidebar.caption(f"Database: `{engine().url.render_as_string(hide_password=True)}`")
+    time_range_selector()
+    if st.sidebar.button("Refresh", icon=":material/refresh:",
+                         help=f"Query the database now (results are otherwise kept "
+                              f"{settings.dashboard.cache_ttl_seconds} s)"):
+        clear_cache()
+    navigation.run()

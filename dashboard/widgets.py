@@ -1,0 +1,134 @@
+"""Widgets and helpers shared by the pages: the time range, class and slice pickers, the empty-database
+notice and small formatting helpers.
+
+Time ranges are anchored at the latest capture time in the database (not the wall clock), so that a
+database filled in the past still shows its last day; the sidebar says which moment that is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import streamlit as st
+
+from dashboard.figures import class_label
+from dashboard.state import config, query
+from db.queries import ImageFilter, capture_range, class_names, sample_rate, status_counts
+from db.queries_slices import tag_keys, tag_values
+
+TIME_RANGES: dict[str, dt.timedelta | None] = {
+    "Last 24 hours": dt.timedelta(days=1),
+    "Last 7 days": dt.timedelta(days=7),
+    "Last 30 days": dt.timedelta(days=30),
+    "All time": None,
+}
+DEFAULT_RANGE = "Last 7 days"
+HOURLY_UP_TO = dt.timedelta(days=3)  # ranges up to this long are bucketed by hour, longer ones by day
+_RANGE_KEY = "camwatch_time_range"
+#: Time series over more images than this use a hash sample of about this many (db.queries.hash_sample).
+SERIES_ROWS = 120_000
+ANY = "(any)"
+
+
+def time_range_selector() -> None:
+    """The sidebar's time range (kept across pages in the session)."""
+    if _RANGE_KEY not in st.session_state:
+        st.session_state[_RANGE_KEY] = DEFAULT_RANGE
+    st.sidebar.selectbox("Time range (capture time)", list(TIME_RANGES), key=_RANGE_KEY)
+
+
+def time_filter() -> ImageFilter:
+    """Capture-time window of the selected range, ending just after the latest capture. "All time" is the
+    explicit range from the first to the last capture: the same images, but a range on the capture-time
+    index lets the database start there (and sample by id) instead of scanning a whole table."""
+    bounds = query(capture_range)
+    if bounds is None:
+        return ImageFilter()
+    delta = TIME_RANGES[st.session_state.get(_RANGE_KEY, DEFAULT_RANGE)]
+    end = bounds[1] + dt.timedelta(microseconds=1)
+    return ImageFilter(start=bounds[0] if delta is None else end - delta, end=end)
+
+
+def bucket_unit(f: ImageFilter) -> str:
+    """'hour' for short ranges, 'day' otherwise."""
+    return "hour" if f.start is not None and f.end is not None and f.end - f.start <= HOURLY_UP_TO else "day"
+
+
+def series_rate(f: ImageFilter) -> int:
+    """Per-mille sample rate for the time series of ``f``'s time range (1000: every image)."""
+    return sample_rate(query(status_counts, ImageFilter(start=f.start, end=f.end))["ok"], SERIES_ROWS)
+
+
+def sample_note(per_mille: int) -> str:
+    return "" if per_mille >= 1000 else f" Means over a {per_mille / 10:g} % hash sample of the images."
+
+
+def require_data() -> tuple[dt.datetime, dt.datetime]:
+    """The capture range, or the empty-database notice and a stop."""
+    bounds = query(capture_range)
+    if bounds is None:
+        empty_notice()
+        st.stop()
+    return bounds
+
+
+def empty_notice() -> None:
+    settings = config().settings
+    st.info(
+        "**No images in the database yet.** Start a worker on a folder of images, for example\n\n"
+        f"```\npython -m worker run --db {settings.db} --source /path/to/images\n```\n\n"
+        "This page refreshes its data every "
+        f"{settings.dashboard.cache_ttl_seconds} s; press **Refresh** in the sidebar to look again now.",
+        icon=":material/hourglass_empty:")
+
+
+def names() -> list[str]:
+    """Class names of the newest model version."""
+    return query(class_names)
+
+
+def class_picker(label: str, key: str, *, allow_all: bool = True) -> int | None:
+    """A predicted-class selectbox; None means every class."""
+    class_list = names()
+    options: list[int | None] = ([None] if allow_all else []) + list(range(len(class_list)))
+    return st.selectbox(label, options, key=key,
+                        format_func=lambda c: "All classes" if c is None else class_label(class_list, c))
+
+
+def slice_picker(key: str) -> tuple[str | None, str | None]:
+    """Tag key and value selectboxes; ``(None, None)`` for no slice."""
+    keys = query(tag_keys)
+    tag_key = st.selectbox("Slice: tag", [ANY, *keys], key=f"{key}_tag")
+    if tag_key == ANY:
+        return None, None
+    value = st.selectbox(f"Slice: {tag_key} =", [ANY, *query(tag_values, tag_key)], key=f"{key}_value")
+    return (tag_key, value) if value != ANY else (None, None)
+
+
+def format_age(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """``"3 min ago"`` style age of a moment (UTC)."""
+    if moment is None:
+        return "never"
+    seconds = ((now or dt.datetime.now(dt.UTC)) - moment).total_seconds()
+    if seconds < 0:
+        return "in the future (clock skew?)"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def with_filters(f: ImageFilter, *, class_index: int | None, tag: tuple[str | None, str | None]) -> ImageFilter:
+    return ImageFilter(start=f.start, end=f.end, class_index=class_index, tag_key=tag[0], tag_value=tag[1])
+
+
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "–"
+
+
+def options_or_stop(options: Sequence[str], message: str) -> Sequence[str]:
+    if not options:
+        st.info(message)
+        st.stop()
+    return options
