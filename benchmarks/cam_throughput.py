@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.engine import CamEngine  # noqa: E402
-from worker.models import LoadedModel, load_model  # noqa: E402
-from worker.preprocess import Preprocessing  # noqa: E402
+from worker.engine import CamEngine
+from worker.models import LoadedModel, load_model
+from worker.preprocess import Preprocessing
 
 OURS = ["cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam"]
 
@@ -102,9 +102,9 @@ def main() -> None:
         for batch in args.batches:
             x = torch.randn(batch, 3, *loaded.preprocessing.size)
 
-            def raw(x: torch.Tensor = x) -> object:
+            def raw(x: torch.Tensor = x, model: torch.nn.Module = loaded.module) -> object:
                 with torch.inference_mode():
-                    return loaded.module(x)
+                    return model(x)
 
             calls: dict[str, Callable[[], object]] = {f"camwatch {m}": (lambda e=e, x=x: e.run(x))
                                                       for m, e in engines.items()}

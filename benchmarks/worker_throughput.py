@@ -26,8 +26,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.service import Worker  # noqa: E402
-from worker.settings import load_settings  # noqa: E402
+from worker.service import Worker
+from worker.settings import load_settings
 
 
 def rss_mb() -> float:

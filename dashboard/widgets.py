@@ -96,13 +96,25 @@ def class_picker(label: str, key: str, *, allow_all: bool = True) -> int | None:
                         format_func=lambda c: "All classes" if c is None else class_label(class_list, c))
 
 
+def param_index(name: str, options: Sequence[str], default: int = 0) -> int:
+    """Index of the URL query parameter ``name`` among ``options`` (a shareable link such as
+    ``/drift?statistic=energy_outside&slice=camera:cam-2``); ``default`` when absent or not an option."""
+    value = st.query_params.get(name)
+    return list(options).index(value) if value is not None and value in options else default
+
+
 def slice_picker(key: str) -> tuple[str | None, str | None]:
-    """Tag key and value selectboxes; ``(None, None)`` for no slice."""
+    """Tag key and value selectboxes; ``(None, None)`` for no slice. Preset by ``?slice=key:value``."""
     keys = query(tag_keys)
-    tag_key = st.selectbox("Slice: tag", [ANY, *keys], key=f"{key}_tag")
+    preset_key, _, preset_value = (st.query_params.get("slice") or "").partition(":")
+    options = [ANY, *keys]
+    tag_key = st.selectbox("Slice: tag", options, index=options.index(preset_key) if preset_key in options else 0,
+                           key=f"{key}_tag")
     if tag_key == ANY:
         return None, None
-    value = st.selectbox(f"Slice: {tag_key} =", [ANY, *query(tag_values, tag_key)], key=f"{key}_value")
+    values = [ANY, *query(tag_values, tag_key)]
+    value = st.selectbox(f"Slice: {tag_key} =", values,
+                         index=values.index(preset_value) if preset_value in values else 0, key=f"{key}_value")
     return (tag_key, value) if value != ANY else (None, None)
 
 

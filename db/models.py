@@ -3,8 +3,9 @@
 Conventions:
 - times are timezone-aware UTC (:class:`db.types.UTCDateTime`), defaults come from :func:`db.types.utcnow`;
 - ``class_index = -1`` means "all classes" in reference and drift tables;
-- boxes (``region``, ``cam_box_*``, ``extent``) are ``(x0, y0, x1, y1)`` in original image pixels,
-  x = column, y = row, half-open (see ``worker/regions.py``);
+- object boxes (``region``) are ``(x0, y0, x1, y1)`` in original image pixels, x = column, y = row,
+  half-open (see ``worker/regions.py``); ``cam_box_*`` and ``extent`` are in coordinates normalised to
+  the original image (``[0, 1]`` = the whole image, see docs/metrics.md);
 - heatmap bytes are little-endian float16, row-major (see :mod:`db.codec`);
 - rows that belong to an image are deleted with it (``ON DELETE CASCADE``); model versions and
   references are never deleted implicitly.
@@ -96,6 +97,8 @@ class Image(Base):
     __table_args__ = (
         # id last: claims read pending/expired rows in (lease_until, id) order straight from the index.
         Index("ix_images_status_lease_until_id", "status", "lease_until", "id"),
+        Index("ix_images_processed_at", "processed_at"),  # dashboard: throughput
+        Index("ix_images_captured_at_status", "captured_at", "status"),  # dashboard: status per time range
         _one_of("status", IMAGE_STATUSES),
     )
 
@@ -170,7 +173,7 @@ class Prediction(Base):
 class Heatmap(Base):
     """A native-resolution heatmap, its raw magnitudes and its statistics (columns named by ``STAT_COLUMNS``).
 
-    ``extent`` is the ``(x0, y0, x1, y1)`` box of the original image that the grid covers.
+    ``extent`` is the ``(x0, y0, x1, y1)`` rectangle, normalised to the original image, that the grid covers.
     """
 
     __tablename__ = "heatmaps"

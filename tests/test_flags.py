@@ -88,7 +88,7 @@ CASES: dict[str, dict[str, Any]] = {
     "pointing_miss": {"stats": _typical(pointing_hit=0.0)},
     "border_energy": {"stats": _typical(border_energy=0.8)},
     "atypical_attention": {"stats": _typical(centroid_x=0.7)},
-    "low_confidence": {"stats": _typical(), "confidence": 0.3},
+    "low_confidence": {"stats": _typical(), "confidence": 0.05},
 }
 
 

@@ -28,7 +28,7 @@ class FlagSettings(BaseModel):
 
     energy_outside_max: float = 0.5
     border_energy_max: float = 0.6
-    low_confidence_min: float = 0.5
+    low_confidence_min: float = 0.1
     atypical_k: float = 3.0
     atypical_min_correlation: float | None = None
     atypical_min_reference: int = 30

@@ -14,6 +14,7 @@ from dashboard.widgets import (
     bucket_unit,
     class_picker,
     names,
+    param_index,
     require_data,
     sample_note,
     series_rate,
@@ -45,7 +46,9 @@ reference = query(current_reference)
 kinds = query(drift_window_kinds, reference.id) if reference is not None else []
 tested = query(drift_statistics, reference.id, kinds[0]) if reference is not None and kinds else []
 choices = list(dict.fromkeys([*settings.drift.statistics, *tested]))
-default = choices.index("border_energy") if "border_energy" in choices else 0
+# energy outside the object is the statistic that matters when object regions are known
+preferred = next((s for s in ("energy_outside", "border_energy") if s in tested), None)
+default = param_index("statistic", choices, choices.index(preferred) if preferred in choices else 0)
 
 c1, c2, c3, c4 = st.columns(4)
 with c1:

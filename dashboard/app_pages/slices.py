@@ -10,7 +10,14 @@ import streamlit as st
 from dashboard import figures
 from dashboard.analysis import slice_analysis
 from dashboard.state import query
-from dashboard.widgets import class_picker, options_or_stop, require_data, time_filter, with_filters
+from dashboard.widgets import (
+    class_picker,
+    options_or_stop,
+    param_index,
+    require_data,
+    time_filter,
+    with_filters,
+)
 from db.queries import STATISTIC_NAMES, current_reference
 from db.queries_slices import slice_summary, tag_keys
 from worker.stats_registry import STATISTICS
@@ -20,15 +27,16 @@ SCORE_HELP = ("ks: p-value, drifts below 0.05; wasserstein: W1 / std of the comp
 
 st.title("Slices")
 require_data()
-keys = options_or_stop(query(tag_keys), "No tags stored yet: the worker tags images from their folders "
-                                        "(`path_tags`, e.g. site/camera) and from sidecar files.")
+keys = list(options_or_stop(query(tag_keys), "No tags stored yet: the worker tags images from their folders "
+                                        "(`path_tags`, e.g. site/camera) and from sidecar files."))
 choices = [s for s in STATISTIC_NAMES if s in STATISTICS]
 c1, c2, c3 = st.columns(3)
 with c1:
-    key = st.selectbox("Tag", keys, index=keys.index("camera") if "camera" in keys else 0, key="slices_tag")
+    key: str = st.selectbox("Tag", keys, index=param_index("tag", keys, keys.index("camera") if "camera" in keys else 0),
+                       key="slices_tag")
 with c2:
-    statistic = st.selectbox("Statistic", choices, index=choices.index("border_energy"), key="slices_statistic",
-                             format_func=lambda s: STATISTICS[s].label)
+    statistic: str = st.selectbox("Statistic", choices, index=param_index("statistic", choices, choices.index("border_energy")),
+                             key="slices_statistic", format_func=lambda s: STATISTICS[s].label)
 with c3:
     class_index = class_picker("Class", key="slices_class")
 definition = STATISTICS[statistic]

@@ -1,4 +1,4 @@
-"""Drift results per slice (tag value), e.g. one camera.
+"""Drift results per slice (tag value), e.g. one camera; indexes for the dashboard.
 
 Revision ID: 0002_drift_slices
 Revises: 0001_initial
@@ -28,9 +28,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("slice", sa.String(200), nullable=False, server_default=""))
         batch.drop_constraint("uq_drift_results_window_test", type_="unique")
         batch.create_unique_constraint("uq_drift_results_window_test", [*_OLD_KEY, "slice"])
+    op.create_index("ix_images_processed_at", "images", ["processed_at"])
+    op.create_index("ix_images_captured_at_status", "images", ["captured_at", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_images_captured_at_status", table_name="images")
+    op.drop_index("ix_images_processed_at", table_name="images")
     op.execute(sa.text("DELETE FROM drift_results WHERE slice <> ''"))
     with op.batch_alter_table("drift_results") as batch:
         batch.drop_constraint("uq_drift_results_window_test", type_="unique")
