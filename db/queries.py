@@ -181,6 +181,17 @@ def flagged_count(engine: Engine, f: ImageFilter | None = None) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def label_accuracy(engine: Engine, f: ImageFilter | None = None) -> tuple[int, int]:
+    """``(labelled, correct)`` among ok images matching ``f`` whose label is known (``predictions.correct``
+    is set when the sidecar or annotation gave a label that names a model class)."""
+    stmt = apply_filter(select(func.count(Prediction.correct), func.count().filter(Prediction.correct.is_(True)))
+                        .select_from(Image).join(Prediction, Prediction.image_id == Image.id)
+                        .where(Prediction.correct.is_not(None)), f or ImageFilter(), predictions_joined=True)
+    with engine.connect() as conn:
+        labelled, correct = conn.execute(stmt).one()
+    return int(labelled), int(correct)
+
+
 def throughput(engine: Engine, since: dt.datetime) -> pd.DataFrame:
     """Images finished (ok or error) per hour of ``processed_at`` since ``since``: columns bucket, images."""
     bucket = time_bucket(Image.processed_at, "hour", engine.dialect.name).label("bucket")

@@ -37,6 +37,7 @@ from db.queries import (
     drift_statistics,
     flagged_count,
     hash_sample,
+    label_accuracy,
     latest_drift,
     reference_bands,
     reference_heatmaps,
@@ -105,7 +106,7 @@ def _fill(engine: Engine) -> None:
         if status == "ok":
             rows[Prediction].append({"image_id": i, "model_version_id": 1, "class_index": cls,
                                      "confidence": confidence, "topk_indices": [cls], "topk_probs": [confidence],
-                                     "topk_logits": [1.0]})
+                                     "topk_logits": [1.0], "correct": {1: True, 2: False, 3: True}.get(i)})
             rows[Heatmap].append({"image_id": i, "method": "gradcam", "target_class": cls, "target_layer": "l",
                                   "is_primary": True, "state": "ok", "grid_h": 2, "grid_w": 2,
                                   "extent": [0, 0, 1, 1], "data": encode_heatmap(MAPS[i]), "border_energy": border,
@@ -315,6 +316,14 @@ def test_tags_slices_and_hash_sample(engine: Engine) -> None:
     with engine.connect() as conn:
         kept = conn.execute(select(Image.id).where(hash_sample(500)).order_by(Image.id)).scalars().all()
     assert kept == [i for i in IMAGES if (i * 761) % 1000 < 500]
+
+
+def test_label_accuracy_counts_only_labelled_images(engine: Engine) -> None:
+    ok = {i for i, row in IMAGES.items() if row[1] == "ok"}
+    expected = {1: True, 2: False, 3: True}
+    labelled = [i for i in expected if i in ok]
+    assert label_accuracy(engine) == (len(labelled), sum(expected[i] for i in labelled))
+    assert label_accuracy(engine, ImageFilter(start=NOW + dt.timedelta(days=1))) == (0, 0)
 
 
 def test_health_queries(engine: Engine) -> None:

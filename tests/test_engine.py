@@ -175,3 +175,16 @@ def test_scorecam_weights_are_masked_class_probabilities(tiny_model):
             weights.append(torch.softmax(model(x * m), dim=1)[0, result.target_class])
         expected = torch.relu(torch.einsum("k,khw->hw", torch.stack(weights), acts)).numpy()
     np.testing.assert_allclose(result.heatmap, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["cam", "gradcam", "gradcam++", "eigencam"])
+def test_cuda_matches_cpu(lite0, photos, method):
+    images = list(photos.values())
+    cpu = CamEngine(lite0, method, device="cpu").explain(images)
+    gpu = CamEngine(lite0, method, device="cuda").explain(images)
+    lite0.module.to("cpu")
+    for a, b in zip(cpu, gpu, strict=True):
+        assert a.target_class == b.target_class
+        assert pearson(a.heatmap, b.heatmap) > 0.999

@@ -20,6 +20,7 @@ from dashboard.widgets import (
 from db.queries import (
     current_reference,
     flagged_count,
+    label_accuracy,
     latest_drift,
     reference_bands,
     stat_time_series,
@@ -51,6 +52,10 @@ if len(heartbeats):
                f"{last['model_version_id']}, reported by worker `{last['worker_id']}`.")
 else:
     c5.metric("Last heartbeat", "never")
+labelled, correct = query(label_accuracy, f)
+if labelled:
+    st.caption(f"Top-1 accuracy on the **{labelled:,}** images with a known label: **{share(correct, labelled)}** "
+               "(labels come from sidecars and annotation files).")
 
 minute = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)  # a stable cache key for a minute
 per_hour = query(throughput, minute - dt.timedelta(days=1))
