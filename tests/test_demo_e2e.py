@@ -25,13 +25,18 @@ from dashboard.analysis import slice_analysis
 from db import make_engine
 from db.models import DriftResult, Flag
 from db.models import Image as ImageRow
-from db.queries import ImageFilter
+from db.queries import ImageFilter, current_reference
+from db.queries_images import GalleryFilter, flagged_page
+from db.queries_slices import slice_summary
 from demo.generate import generate_stream
 from demo.timeline import StreamConfig
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, ERRORS, SCREENSHOTS, open_page, running_dashboard
 from worker.service import Worker
 from worker.settings import load_settings
 
 AFFECTED = "cam-2"
+IMAGES_LOADED = """() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+    .every(i => i.complete && i.naturalWidth > 0)"""
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +80,20 @@ def test_energy_outside_drifts_after_the_change_and_not_before(demo_run):
 def test_affected_camera_stands_out_on_the_slices(demo_run):
     config, _manifest, engine, _ = demo_run
     after = ImageFilter(start=config.planted_start)
-    analysis = slice_analysis(engine, "camera", "energy_outside", after)
+    reference = current_reference(engine)
+    assert reference is not None
+    analysis = slice_analysis(engine, "camera", "energy_outside", after, slice_summary(engine, "camera", after),
+                              reference_id=reference.id)
     table = analysis.table.set_index("value")
     assert set(table.index) == {"cam-1", "cam-2", "cam-3", "cam-4"}
     assert table["flagged_share"].idxmax() == AFFECTED
     assert table["mean"].idxmax() == AFFECTED
-    assert bool(table.loc[AFFECTED, "drifted"])
     others = table.drop(index=AFFECTED)
     assert table.loc[AFFECTED, "flagged_share"] > 2 * others["flagged_share"].max()
+    # against the reference, only the affected camera drifts (the lighting change alone does not move
+    # energy outside the object much)
+    assert bool(table.loc[AFFECTED, "ref_drifted"]) and bool(table.loc[AFFECTED, "drifted"])
+    assert not others["ref_drifted"].astype(bool).any(), others[["ref_score", "ref_drifted"]]
 
 
 def test_energy_outside_flag_finds_the_planted_images(demo_run):
@@ -100,3 +111,44 @@ def test_energy_outside_flag_finds_the_planted_images(demo_run):
                           "recall": round(recall, 3)})
     assert len(planted) >= 20, summary
     assert precision >= 0.75 and recall >= 0.75, summary
+
+
+def test_flagged_gallery_is_dominated_by_the_planted_images(demo_run):
+    _config, manifest, engine, stream = demo_run
+    entries = _uri_to_entry(manifest, stream)
+    first_page = flagged_page(engine, GalleryFilter(), 24, 0)  # the gallery's first page, most severe first
+    with engine.connect() as conn:
+        uris = dict(conn.execute(select(ImageRow.id, ImageRow.uri)).all())
+    planted = [entries[uris[int(i)]]["planted"] for i in first_page["image_id"]]
+    assert len(planted) == 24 and sum(planted) >= 20, sum(planted)
+
+
+def test_demo_pages_in_a_real_browser(demo_run, tmp_path):
+    """Every page on the demo data in Chromium, no error box; screenshots for the README
+    (test-output/screenshots/demo-*.png)."""
+    from playwright.sync_api import sync_playwright
+
+    _config, _manifest, engine, stream = demo_run
+    url = engine.url.render_as_string(hide_password=False)
+    top = int(flagged_page(engine, GalleryFilter(rule="energy_outside"), 1, 0)["image_id"].iloc[0])
+    pages = {
+        "overview": ("", "Overview", True),
+        "drift": ("drift?statistic=energy_outside&slice=camera:cam-2", "Drift", True),
+        "flagged": ("flagged", "Flagged images", False),
+        "image": (f"image?image={top}", "Image", False),
+        "slices": ("slices?tag=camera&statistic=energy_outside", "Slices", True),
+    }
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_dashboard(url, tmp_path, ["--source-root", str(stream)]) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            for name, (path, title, charts) in pages.items():
+                open_page(page, base, path, title, charts=charts)
+                if name == "flagged":
+                    page.wait_for_function(IMAGES_LOADED, timeout=30_000)
+                errors = page.locator(ERRORS)
+                assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
+                page.screenshot(path=str(SCREENSHOTS / f"demo-{name}.png"), full_page=True)
+        finally:
+            browser.close()

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from db import make_engine
-from db.models import Heatmap, Image as ImageRow, Prediction, WorkerHeartbeat
+from db.models import Heatmap, Prediction, WorkerHeartbeat
+from db.models import Image as ImageRow
 from db.testing import postgres_schema
 from worker.cli import main
 from worker.service import Worker
