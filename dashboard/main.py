@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import streamlit as st
@@ -9,6 +10,22 @@ import streamlit as st
 from dashboard.auth import require_login
 from dashboard.state import clear_cache, config, engine
 from dashboard.widgets import time_range_selector
+from db.queries import last_processed
+
+LIVE_SECONDS = 10
+
+
+@st.fragment(run_every=dt.timedelta(seconds=LIVE_SECONDS))
+def live_updates() -> None:
+    """While "Live" is on, poll for newly processed images and rerun the whole page when some arrived."""
+    if not st.session_state.get("live", True):
+        return
+    latest = last_processed(engine())
+    previous = st.session_state.get("live_seen")
+    st.session_state["live_seen"] = latest
+    if previous is not None and latest != previous:
+        clear_cache()
+        st.rerun(scope="app")
 
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 PAGES = (
@@ -41,6 +58,9 @@ def run() -> None:
                            "127.0.0.1`, or set a password.", icon=":material/lock_open:")
     st.sidebar.caption(f"Database: `{engine().url.render_as_string(hide_password=True)}`")
     time_range_selector()
+    st.sidebar.toggle("Live", value=True, key="live",
+                      help=f"Check for newly processed images every {LIVE_SECONDS} s and update the page")
+    live_updates()
     if st.sidebar.button("Refresh", icon=":material/refresh:",
                          help=f"Query the database now (results are otherwise kept "
                               f"{settings.dashboard.cache_ttl_seconds} s)"):

@@ -181,6 +181,15 @@ def flagged_count(engine: Engine, f: ImageFilter | None = None) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def last_processed(engine: Engine) -> tuple[dt.datetime | None, int]:
+    """When the worker last finished an image, and the id of the newest image row: the dashboard polls this
+    (two index lookups) to refresh itself when new results arrive."""
+    with engine.connect() as conn:
+        when = conn.execute(select(func.max(Image.processed_at))).scalar_one()
+        newest = conn.execute(select(func.max(Image.id))).scalar_one()
+    return when, int(newest or 0)
+
+
 def label_accuracy(engine: Engine, f: ImageFilter | None = None) -> tuple[int, int]:
     """``(labelled, correct)`` among ok images matching ``f`` whose label is known (``predictions.correct``
     is set when the sidecar or annotation gave a label that names a model class)."""

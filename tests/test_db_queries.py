@@ -38,6 +38,7 @@ from db.queries import (
     flagged_count,
     hash_sample,
     label_accuracy,
+    last_processed,
     latest_drift,
     reference_bands,
     reference_heatmaps,
@@ -316,6 +317,12 @@ def test_tags_slices_and_hash_sample(engine: Engine) -> None:
     with engine.connect() as conn:
         kept = conn.execute(select(Image.id).where(hash_sample(500)).order_by(Image.id)).scalars().all()
     assert kept == [i for i in IMAGES if (i * 761) % 1000 < 500]
+
+
+def test_last_processed_moves_when_the_worker_writes(engine: Engine) -> None:
+    when, newest = last_processed(engine)
+    assert newest == max(IMAGES)
+    assert when == max(NOW - dt.timedelta(hours=i % 3) for i, row in IMAGES.items() if row[1] != "pending")
 
 
 def test_label_accuracy_counts_only_labelled_images(engine: Engine) -> None:

@@ -8,8 +8,8 @@ and Grad-CAM; the reference is day 0 (a capture-time range). Levels asserted, wi
   window before it; no slice and not the overall stream drifts on ``energy_outside`` before day 2;
 - slices: on tag ``camera`` after the change, cam-2 has the highest flagged share and mean energy outside,
   more than twice the flagged share of any other camera, and its test against the other cameras drifts;
-- the ``energy_outside`` flag against planted images: precision >= 0.75 and recall >= 0.75 (measured about
-  0.85–0.9 here; 0.87 / 0.91 on the full 2000-image demo stream).
+- the ``energy_outside`` flag against planted images: precision >= 0.75 and recall >= 0.75 (measured
+  0.82 / 0.85 here; 0.87 / 0.91 on the full 2000-image demo stream).
 """
 
 from __future__ import annotations
