@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
 
 from db import decode_heatmap
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 CHUNK = 2000
 
 
-def _query(after_id: int):  # type: ignore[no-untyped-def]
+def _query(after_id: int) -> Select:
     return (select(Image.id.label("image_id"), Image.uri, Image.sha256, Image.status, Image.error, Image.source,
                    Image.captured_at, Image.processed_at, Image.width, Image.height, Image.label, Image.tags,
                    Image.region, Image.model_version_id, ModelVersion.spec.label("model_spec"),

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from db import (
@@ -161,7 +162,7 @@ class Worker:
         self.registered += new
         return new
 
-    def _register(self, session, src: FolderSource, cand: FileCandidate) -> int:  # type: ignore[no-untyped-def]
+    def _register(self, session: Session, src: FolderSource, cand: FileCandidate) -> int:
         try:
             digest = sha256_file(cand.path)
         except OSError as exc:
