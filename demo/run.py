@@ -27,8 +27,10 @@ log = logging.getLogger("demo")
 
 
 def _start(cmd: list[str], log_file: Path) -> subprocess.Popen:
+    """Start a child in its own session: Ctrl-C reaches only this script, which then stops the children in
+    order (the worker finishes its batch on SIGTERM) instead of every process being interrupted at once."""
     log.info("starting: %s (log: %s)", " ".join(cmd), log_file)
-    return subprocess.Popen(cmd, stdout=log_file.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, stdout=log_file.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 except subprocess.TimeoutExpired:
                     log.warning("%s did not stop in 60 s; killing it", name)
                     proc.kill()
+        log.info("demo stopped; the data stay in %s (reopen: make dashboard DB=%s)", args.out, url)
     return 0
 
 
