@@ -135,8 +135,17 @@ PAGES: dict[str, tuple[str | None, Change, str]] = {
 }
 
 
-def measure(name: str, image_id: int) -> tuple[float, float]:
-    page, change, _ = PAGES[name]
+def _all_time(at: AppTest) -> object:
+    return at.selectbox(key="camwatch_time_range").set_value("All time")
+
+
+#: Pages whose queries grow with the time range: measured again with the widest range.
+ALL_TIME_PAGES = ("overview", "drift", "flagged", "slices")
+
+
+def measure(name: str, image_id: int, change: Change | None = None) -> tuple[float, float]:
+    page, default_change, _ = PAGES[name]
+    change = change or default_change
     at = _new_session(page, {"image": str(image_id)} if name == "image" else None)
     began = time.perf_counter()
     at.run()
@@ -181,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         first = statistics.median(r[0] for r in runs)
         changed = statistics.median(r[1] for r in runs)
         print(f"{name:10s} {first:15.2f} {changed:16.2f}  {PAGES[name][2]}", flush=True)
+    for name in [p for p in args.pages if p in ALL_TIME_PAGES]:
+        runs = [measure(name, image_id, _all_time) for _ in range(args.repeat)]
+        first = statistics.median(r[0] for r in runs)
+        changed = statistics.median(r[1] for r in runs)
+        print(f"{name:10s} {first:15.2f} {changed:16.2f}  time range -> All time", flush=True)
     return 0
 
 

@@ -27,7 +27,9 @@ DEFAULT_RANGE = "Last 7 days"
 HOURLY_UP_TO = dt.timedelta(days=3)  # ranges up to this long are bucketed by hour, longer ones by day
 _RANGE_KEY = "camwatch_time_range"
 #: Time series over more images than this use a hash sample of about this many (db.queries.hash_sample).
-SERIES_ROWS = 120_000
+#: 30k keeps "All time" over a million images under 1 s (measured 0.74–0.94 s per page, 1.13 s at 120k)
+#: while a daily bucket of a month still averages ~1000 images (standard error ≈ 3% of the spread).
+SERIES_ROWS = 30_000
 ANY = "(any)"
 
 
