@@ -7,8 +7,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.engine import CamEngine
 
 log = logging.getLogger("worker")
 
@@ -37,7 +41,7 @@ def settings_from(args: argparse.Namespace, keys: Sequence[str]) -> Settings:
     return load_settings(getattr(args, "config", None), **{k: getattr(args, k, None) for k in keys})
 
 
-def build_engine(settings: Settings):  # -> CamEngine (imported lazily: torch is heavy)
+def build_engine(settings: Settings) -> CamEngine:  # imported lazily: torch is heavy
     from worker.engine import CamEngine
     from worker.models import load_model
 

@@ -84,13 +84,13 @@ def explain_files(paths: Sequence[Path], engine: CamEngine, out_dir: Path, *, ta
                                  original_sizes=[(d.width, d.height) for _, d in decoded])
         for (path, d), result in zip(decoded, results, strict=True):
             doc = report(Explained(path, d, result), engine, boxes)
-            stem = out_dir / path.name
-            stem.with_name(path.name + ".cam.json").write_text(json.dumps(doc, indent=1))
+            json_path, png_path = out_dir / f"{path.name}.cam.json", out_dir / f"{path.name}.cam.png"
+            json_path.write_text(json.dumps(doc, indent=1))
             picture = overlay(d.image, result.heatmap, result.extent, object_boxes=boxes,
                               cam_box=doc["cam_box_px"], original_size=(d.width, d.height))
-            picture.save(stem.with_name(path.name + ".cam.png"))
+            picture.save(png_path)
             top = doc["top5"][0]
             print(f"{path}: {top['name']} ({top['probability']:.3f}), "  # noqa: T201 - CLI output
                   f"focus ({doc['statistics']['centroid_x'] or 0:.2f}, {doc['statistics']['centroid_y'] or 0:.2f})"
-                  f" -> {stem.with_name(path.name + '.cam.png')}")
+                  f" -> {png_path}")
     return failures

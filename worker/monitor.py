@@ -108,12 +108,10 @@ def _choose_members(conn: Connection, settings: Settings, model_version_id: int)
     if ref.kind == "time_range":
         if ref.start is None or ref.end is None:
             raise ValueError("reference.kind = 'time_range' needs reference.start and reference.end (ISO-8601)")
-        start, end = (dt.datetime.fromisoformat(v).replace(tzinfo=dt.UTC) if dt.datetime.fromisoformat(v).tzinfo
-                      is None else dt.datetime.fromisoformat(v) for v in (ref.start, ref.end))
-        later = conn.execute(select(func.count()).select_from(Image).where(Image.captured_at >= end)).scalar_one()
+        later = conn.execute(select(func.count()).select_from(Image).where(Image.captured_at >= ref.end)).scalar_one()
         if not later:
             return None  # the range may still be filling
-        ids = conn.execute(base.where(Image.captured_at >= start, Image.captured_at < end)).scalars().all()
+        ids = conn.execute(base.where(Image.captured_at >= ref.start, Image.captured_at < ref.end)).scalars().all()
         return list(ids) or None
     open_ = conn.execute(select(func.count()).select_from(Image).where(
         Image.source == REFERENCE_SOURCE, Image.status.in_(("pending", "processing")))).scalar_one()
@@ -237,8 +235,3 @@ def recompute_drift(engine: Engine, settings: Settings, handle: ReferenceHandle,
         with session_scope(engine, write=True) as session:
             written += upsert_drift_results(session, out)
     return written
-
-
-def drift_summary(records: Sequence[DriftResultRecord]) -> str:
-    drifted = sorted({r.statistic for r in records if r.drifted})
-    return f"{len(records)} results, drifted: {', '.join(drifted) or 'none'}"

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -39,6 +40,7 @@ from db import (
     upgrade,
     write_heartbeat,
 )
+from db.models import Image, WorkerHeartbeat
 from db.types import utcnow
 from worker.engine import CamEngine
 from worker.flags import FlagConfig
@@ -114,10 +116,6 @@ class Worker:
 
     def _recover_dead_local_workers(self) -> None:
         """Release claims of workers on this host whose process is gone (killed), without waiting for leases."""
-        from sqlalchemy import select
-
-        from db.models import WorkerHeartbeat
-
         host = socket.gethostname()
         with self.db.connect() as conn:
             rows = conn.execute(select(WorkerHeartbeat.worker_id, WorkerHeartbeat.pid).where(
@@ -246,10 +244,6 @@ class Worker:
         return did_work
 
     def _claimable(self) -> bool:
-        from sqlalchemy import func, select
-
-        from db.models import Image
-
         with self.db.connect() as conn:
             n = conn.execute(select(func.count()).select_from(Image).where(
                 Image.status.in_(("pending", "processing")))).scalar_one()

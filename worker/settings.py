@@ -8,6 +8,7 @@ in the TOML file they are tables (``[flags]``).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -41,9 +42,14 @@ class ReferenceSettings(BaseModel):
 
     kind: Literal["first_n", "time_range", "folder"] = "first_n"
     first_n: int = 300
-    start: str | None = None  # ISO-8601, for time_range
-    end: str | None = None
+    start: dt.datetime | None = None  # ISO-8601 capture times for time_range; naive means UTC
+    end: dt.datetime | None = None
     folder: Path | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
 class DriftSettings(BaseModel):
