@@ -1,19 +1,29 @@
-"""End-to-end worker throughput against the raw forward pass, measured in one run.
+"""End-to-end worker throughput against the raw forward pass, measured in one run, in paired rounds.
 
-    .venv/bin/python benchmarks/worker_throughput.py [--images 500] [--batch-size 16] [--method gradcam]
+    .venv/bin/python benchmarks/worker_throughput.py [--images 500] [--rounds 3] [--batch-size 16]
+                                                     [--method gradcam] [--raw-seconds 3]
 
-Makes a folder of 640x480 JPEGs (crops of real photos with jitter, distinct bytes), times
-``worker run --once`` in-process — scan, hash, register, decode, CAM, statistics, flags, commits — from
-the first scan to the last commit (model loading and migrations are reported apart), then times the raw
-forward pass of the same model at the same batch size under ``torch.inference_mode`` on preprocessed
-tensors, and prints the ratio. RSS is sampled during the run to show whether memory stays flat
-(use ``--images 5000`` for the long run). The allocator settings in force are printed.
+Makes a folder of ``--images`` 640x480 JPEGs (crops of real photos with jitter, distinct bytes). Each
+round: the raw forward pass of the same model at the same batch size (``torch.inference_mode``,
+preprocessed tensors, a tight loop of ``--raw-seconds``), then ``worker run --once`` over the whole
+folder into a fresh database, timed in-process from its first scan to its last commit — scan, hash,
+register, claim, decode, sidecars, resize, CAM, statistics, flags, thumbnails, commits, drift — then the
+raw forward pass again. A round's ratio is its end-to-end images/s over the mean of the raw rates
+measured just before and just after it, so the machine's speed drifting during the run (this shared VM
+drifts by ±20 % within a minute) cancels out instead of biasing one side. The model is loaded once,
+before the first round (reported apart); each round's worker migrates its fresh database outside the
+timing.
+
+Printed: per round, the overall ratio (all images over all worker time, against the mean raw rate) and
+the median round ratio; RSS sampled during the rounds (``--images 5000 --rounds 1`` for the long run:
+memory should stay flat); database bytes per image; the allocator settings in force.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -26,8 +36,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from worker.cli import build_engine
+from worker.engine import CamEngine
 from worker.service import Worker
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
 
 
 def rss_mb() -> float:
@@ -55,10 +67,10 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> None:
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(sub / f"f{i:05d}.jpg", quality=88)
 
 
-def raw_forward(worker: Worker, batch: int, seconds: float = 5.0) -> float:
-    loaded = worker.cam.loaded
-    x = torch.randn(batch, 3, *loaded.preprocessing.size)
-    model = loaded.module
+def raw_forward(cam: CamEngine, batch: int, seconds: float) -> float:
+    """Images/s of the bare model on a preprocessed batch, in a tight loop under inference_mode."""
+    x = torch.randn(batch, 3, *cam.loaded.preprocessing.size)
+    model = cam.loaded.module
     with torch.inference_mode():
         model(x)
         n, t0 = 0, time.perf_counter()
@@ -68,12 +80,21 @@ def raw_forward(worker: Worker, batch: int, seconds: float = 5.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def run_round(settings: Settings, cam: CamEngine) -> tuple[Worker, float]:
+    worker = Worker(settings, engine=cam)  # migrations of the fresh database happen here, untimed
+    t0 = time.perf_counter()
+    worker.work(burst=True)
+    return worker, time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--raw-seconds", type=float, default=3.0)
     args = parser.parse_args()
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator {alloc}")
@@ -81,38 +102,59 @@ def main() -> None:
         folder = Path(tmp) / "src"
         t0 = time.perf_counter()
         make_folder(folder, args.images)
-        print(f"made {args.images} JPEGs 640x480 in {time.perf_counter() - t0:.1f} s")
-        settings = load_settings(db=f"sqlite:///{tmp}/bench.db", source=[folder], model=args.model,
+        print(f"made {args.images} JPEGs 640x480 in {time.perf_counter() - t0:.1f} s; {args.rounds} rounds")
+
+        def settings_for(round_: int) -> Settings:
+            return load_settings(db=f"sqlite:///{tmp}/bench-{round_}.db", source=[folder], model=args.model,
                                  method=args.method, batch_size=args.batch_size, stable_seconds=0.05,
                                  poll_seconds=0.01, use_events=False)
+
         t0 = time.perf_counter()
-        worker = Worker(settings)
-        print(f"startup (migrations, model load): {time.perf_counter() - t0:.1f} s")
+        cam = build_engine(settings_for(0))
+        print(f"model load: {time.perf_counter() - t0:.1f} s")
+
         samples: list[tuple[int, float]] = []
-        done = threading.Event()
+        progress: list[Worker] = []
+        stop = threading.Event()
 
         def sample() -> None:
-            while not done.wait(0.5):
-                samples.append((worker.processed, rss_mb()))
+            while not stop.wait(0.5):
+                samples.append((progress[-1].processed if progress else 0, rss_mb()))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        t0 = time.perf_counter()
-        worker.work(burst=True)
-        elapsed = time.perf_counter() - t0
-        done.set()
+        rows: list[tuple[int, float, float]] = []  # images, seconds, raw img/s (mean of before and after)
+        errors = 0
+        for r in range(args.rounds):
+            before = raw_forward(cam, args.batch_size, args.raw_seconds)
+            worker = Worker(settings_for(r), engine=cam)  # migrates the fresh database, untimed
+            progress[:] = [worker]
+            t0 = time.perf_counter()
+            worker.work(burst=True)
+            elapsed = time.perf_counter() - t0
+            after = raw_forward(cam, args.batch_size, args.raw_seconds)
+            errors += worker.errors
+            raw = (before + after) / 2
+            rows.append((worker.processed, elapsed, raw))
+            e2e = worker.processed / elapsed
+            print(f"round {r + 1}: {worker.processed} images in {elapsed:.2f} s = {e2e:.1f} img/s; raw forward "
+                  f"{before:.1f} before, {after:.1f} after; ratio {e2e / raw:.2f}", flush=True)
+        stop.set()
         sampler.join()
-        e2e = worker.processed / elapsed
-        raw = raw_forward(worker, args.batch_size)
-        print(f"worker run --once: {worker.processed} images in {elapsed:.1f} s = {e2e:.1f} img/s "
-              f"(errors {worker.errors})")
-        print(f"raw forward ({args.model}, batch {args.batch_size}, inference_mode): {raw:.1f} img/s")
-        print(f"ratio end-to-end / raw forward: {e2e / raw:.2f}")
+
+        images, seconds = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        raw_mean = statistics.fmean(r[2] for r in rows)
+        print(f"worker run --once: {images} images in {seconds:.1f} s = {images / seconds:.1f} img/s "
+              f"(errors {errors})")
+        print(f"raw forward ({args.model}, batch {args.batch_size}, inference_mode, mean of "
+              f"{2 * len(rows)} slices of {args.raw_seconds:g} s): {raw_mean:.1f} img/s")
+        print(f"ratio end-to-end / raw forward: overall {images / seconds / raw_mean:.2f}, "
+              f"median of rounds {statistics.median(r[0] / r[1] / r[2] for r in rows):.2f}")
         if samples:
             marks = [samples[int(f * (len(samples) - 1))] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
-            print("RSS during the run (images done -> MB): "
+            print("RSS during the run (images done in the round -> MB): "
                   + ", ".join(f"{n} -> {mb:.0f}" for n, mb in marks))
-        db_size = sum(p.stat().st_size for p in Path(tmp).glob("bench.db*"))
+        db_size = sum(p.stat().st_size for p in Path(tmp).glob("bench-0.db*"))
         print(f"database: {db_size / 1024:.0f} KiB for {args.images} images "
               f"({db_size / max(args.images, 1):.0f} bytes/image incl. thumbnails of flagged images)")
 

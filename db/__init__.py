@@ -13,13 +13,14 @@ from db.models import STAT_COLUMNS
 from db.records import (
     ClaimedImage,
     DriftResultRecord,
+    FileFound,
     FlagRecord,
     HeatmapRecord,
     ImageResult,
     PredictionRecord,
     RegisterOutcome,
 )
-from db.registry import known_uris, register_file
+from db.registry import known_uris, register_file, register_files
 from db.results import complete_batch
 from db.session import make_engine, session_scope, write_transaction
 from db.types import utcnow
@@ -32,9 +33,9 @@ from db.writes import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_ATTEMPTS", "STAT_COLUMNS", "ClaimedImage", "DriftResultRecord", "FlagRecord", "HeatmapRecord",
+    "DEFAULT_MAX_ATTEMPTS", "STAT_COLUMNS", "ClaimedImage", "DriftResultRecord", "FileFound", "FlagRecord", "HeatmapRecord",
     "ImageResult", "PredictionRecord", "RegisterOutcome", "add_review", "claim_batch", "complete_batch",
     "decode_heatmap", "encode_heatmap", "expire_claims", "get_or_create_model_version", "known_uris", "make_engine",
-    "model_fingerprint", "register_file", "release_claims", "renew_lease", "session_scope", "upgrade",
+    "model_fingerprint", "register_file", "register_files", "release_claims", "renew_lease", "session_scope", "upgrade",
     "upsert_drift_results", "utcnow", "write_heartbeat", "write_transaction",
 ]

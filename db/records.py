@@ -11,11 +11,23 @@ import numpy as np
 
 
 class RegisterOutcome(enum.StrEnum):
-    """What :func:`db.registry.register_file` did with a file."""
+    """What :func:`db.registry.register_files` did with a file."""
 
     NEW = "new"  # bytes never seen: a pending image row was created
     DUPLICATE = "duplicate"  # bytes already known under another uri: only a sighting was recorded
     KNOWN = "known"  # this uri is already registered with these bytes: nothing changed
+
+
+@dataclass(frozen=True)
+class FileFound:
+    """A stable file the scanner hashed, to be registered by :func:`db.registry.register_files`."""
+
+    uri: str
+    sha256: str
+    size_bytes: int
+    mtime_ns: int
+    source: str
+    captured_at: dt.datetime
 
 
 @dataclass(frozen=True)

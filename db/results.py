@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Update
 
 from db.codec import encode_heatmap
 from db.models import HEATMAP_STATES, STAT_COLUMNS, Flag, Heatmap, Image, ImageTag, Prediction
@@ -71,23 +73,41 @@ def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
     return row
 
 
-def _claimed_update(conn: Connection, worker_id: str, result: ImageResult) -> bool:
-    """Update the image row if ``worker_id`` still holds its claim; False when another worker took it over."""
-    values: dict[str, Any] = {
-        "status": result.status, "error": result.error, "width": result.width, "height": result.height,
-        "format": result.format, "processed_at": utcnow(), "lease_until": None, "label": result.label,
-        "label_index": result.label_index, "region": result.region, "tags": dict(result.tags) or None,
-        "thumbnail": result.thumbnail, "model_version_id": result.model_version_id,
-    }
-    if result.captured_at is not None:
-        values["captured_at"] = result.captured_at
-    written = conn.execute(
-        update(Image)
-        .where(Image.id == result.image_id, Image.claimed_by == worker_id, Image.status == "processing")
-        .values(**values)
-        .returning(Image.id)
-    ).scalar_one_or_none()
-    return written is not None
+_IMAGE_FIELDS = ("status", "error", "width", "height", "format", "processed_at", "label", "label_index", "region",
+                 "tags", "thumbnail", "model_version_id")
+
+
+def _image_params(result: ImageResult, now: dt.datetime) -> dict[str, Any]:
+    """Bound values of the image row's UPDATE (see :func:`_image_update`)."""
+    values = {"status": result.status, "error": result.error, "width": result.width, "height": result.height,
+              "format": result.format, "processed_at": now, "label": result.label,
+              "label_index": result.label_index, "region": result.region, "tags": dict(result.tags) or None,
+              "thumbnail": result.thumbnail, "model_version_id": result.model_version_id,
+              "captured_at": result.captured_at}
+    return {f"b_{key}": value for key, value in values.items()} | {"b_id": result.image_id}
+
+
+def _image_update(worker_id: str) -> Update:
+    """One UPDATE of an image row by id, run once per row of a batch (executemany); the claim is re-checked."""
+    columns = Image.__table__.c
+    values: dict[str, Any] = {key: bindparam(f"b_{key}", type_=columns[key].type) for key in _IMAGE_FIELDS}
+    values["lease_until"] = None
+    # A capture time read while decoding (EXIF) overrides the scanner's; None keeps it.
+    values["captured_at"] = func.coalesce(bindparam("b_captured_at", type_=columns["captured_at"].type),
+                                          Image.captured_at)
+    return (update(Image)
+            .where(Image.id == bindparam("b_id"), Image.claimed_by == worker_id, Image.status == "processing")
+            .values(values))
+
+
+def _still_claimed(conn: Connection, worker_id: str, ids: Sequence[int]) -> set[int]:
+    """Ids among ``ids`` that ``worker_id`` still holds, locked until the commit (PostgreSQL ``FOR UPDATE``;
+    on SQLite the write transaction already excludes every other writer)."""
+    query = select(Image.id).where(Image.id.in_(ids), Image.claimed_by == worker_id,
+                                   Image.status == "processing").order_by(Image.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return set(conn.execute(query).scalars())
 
 
 def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult]) -> int:
@@ -116,7 +136,12 @@ def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult
                             "threshold": _finite_or_none(f.threshold), "created_at": now} for f in r.flags]
 
     with write_transaction(engine) as conn:
-        written = {r.image_id for r in ordered if _claimed_update(conn, worker_id, r)}
+        written = _still_claimed(conn, worker_id, [r.image_id for r in ordered])
+        if written:
+            params = [_image_params(r, now) for r in ordered if r.image_id in written]
+            updated = conn.execute(_image_update(worker_id), params).rowcount
+            if updated != len(params):  # impossible while the rows are locked; never commit a partial batch
+                raise RuntimeError(f"worker {worker_id}: {updated} of {len(params)} claimed images updated")
         skipped = [r.image_id for r in ordered if r.image_id not in written]
         if skipped:
             log.warning("worker %s: skipped %d results whose claim another worker holds now (ids %s)",

@@ -1,4 +1,4 @@
-"""register_file / known_uris: new, duplicate, known, rewritten files and concurrent scanners."""
+"""register_file(s) / known_uris: new, duplicate, known, rewritten files, batches and concurrent scanners."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from db.models import Image, Sighting
-from db.records import RegisterOutcome
-from db.registry import known_uris, register_file
+from db.records import FileFound, RegisterOutcome
+from db.registry import known_uris, register_file, register_files
 from db.session import make_engine, session_scope
 from db.testing import migrated_engine
 
@@ -76,6 +76,42 @@ def test_a_file_rewritten_with_new_bytes_is_re_pointed(engine: Engine) -> None:
     assert _sightings(engine) == [("/cam/a.jpg", ids["b" * 64], True), ("/cam/b.jpg", ids["b" * 64], False)]
 
 
+def _found(uri: str, sha: str, *, size: int = 100, mtime_ns: int = 1) -> FileFound:
+    return FileFound(uri=uri, sha256=sha, size_bytes=size, mtime_ns=mtime_ns, source="cam", captured_at=T0)
+
+
+def test_a_batch_gives_the_outcomes_of_one_by_one_registration(engine: Engine) -> None:
+    """New, duplicate of an earlier file of the same batch, known, touched and rewritten in one call."""
+    _register(engine, "/cam/old.jpg", "a" * 64, size=10, mtime_ns=1)
+    _register(engine, "/cam/touched.jpg", "b" * 64, size=10, mtime_ns=1)
+    _register(engine, "/cam/rewritten.jpg", "c" * 64)
+    batch = [
+        _found("/cam/new.jpg", "d" * 64),
+        _found("/cam/copy-of-new.jpg", "d" * 64),  # same bytes as the file before it
+        _found("/cam/copy-of-old.jpg", "a" * 64),  # bytes registered earlier
+        _found("/cam/old.jpg", "a" * 64, size=10, mtime_ns=1),  # unchanged
+        _found("/cam/touched.jpg", "b" * 64, size=10, mtime_ns=9),  # same bytes, new mtime
+        _found("/cam/rewritten.jpg", "e" * 64, mtime_ns=5),  # new bytes under a known uri
+    ]
+    with session_scope(engine, write=True) as s:
+        outcomes = register_files(s, batch)
+    assert outcomes == [RegisterOutcome.NEW, RegisterOutcome.DUPLICATE, RegisterOutcome.DUPLICATE,
+                        RegisterOutcome.KNOWN, RegisterOutcome.KNOWN, RegisterOutcome.NEW]
+    with session_scope(engine) as s:
+        ids = {sha: id_ for sha, id_ in s.execute(select(Image.sha256, Image.id))}
+        assert known_uris(s, "cam")["/cam/touched.jpg"] == (10, 9)
+        new_image = s.execute(select(Image).where(Image.sha256 == "d" * 64)).scalar_one()
+    assert new_image.uri == "/cam/new.jpg" and new_image.status == "pending"
+    assert sorted(ids) == [c * 64 for c in "abcde"]
+    assert dict((uri, (image_id, dup)) for uri, image_id, dup in _sightings(engine)) == {
+        "/cam/old.jpg": (ids["a" * 64], False), "/cam/copy-of-old.jpg": (ids["a" * 64], True),
+        "/cam/touched.jpg": (ids["b" * 64], False), "/cam/rewritten.jpg": (ids["e" * 64], False),
+        "/cam/new.jpg": (ids["d" * 64], False), "/cam/copy-of-new.jpg": (ids["d" * 64], True)}
+    with session_scope(engine, write=True) as s:  # the same batch again: nothing changes
+        assert register_files(s, batch[:4]) == [RegisterOutcome.KNOWN] * 4
+    assert _image_count(engine) == 5
+
+
 def test_sqlite_registration_requires_a_write_session(tmp_path: Path) -> None:
     with (migrated_engine("sqlite", tmp_path) as engine, session_scope(engine) as s,
           pytest.raises(RuntimeError, match=r"session_scope\(engine, write=True\)")):
@@ -94,8 +130,11 @@ def test_concurrent_scanners_register_each_file_once(engine: Engine) -> None:
         own = make_engine(url)
         try:
             barrier.wait()
-            for uri, sha in files:
+            for uri, sha in files[:20]:  # one by one, then in batches of 5
                 outcomes[slot].append(_register(own, uri, sha))
+            for start in range(20, 40, 5):
+                with session_scope(own, write=True) as s:
+                    outcomes[slot] += register_files(s, [_found(u, h) for u, h in files[start:start + 5]])
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
         finally:

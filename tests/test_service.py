@@ -206,3 +206,20 @@ def test_worker_statistics_match_the_explain_command(tmp_path, photos):
             assert json.loads(row["object_boxes"]) == [[140, 20, 330, 300]] and row["label"] == "tabby"
         for key in keys:
             assert row[key] == pytest.approx(doc["statistics"][key], abs=2e-3), key
+
+
+def test_the_worker_limits_numpy_blas_to_one_thread_even_when_numpy_came_first(tmp_path):
+    """Two BLAS threads spinning after the statistics' matrix products slowed the next forward pass by a
+    third; the env default only works when ``worker`` is imported before numpy, so the service also
+    limits the loaded pools at run time."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    src = tmp_path / "src"
+    src.mkdir()
+    threadpool_limits(limits=2, user_api="blas")  # as if numpy had been imported before the worker
+    assert blas_threads() == {2}
+    Worker(load_settings(db=f"sqlite:///{tmp_path / 'cw.db'}", source=[src], model=TINY)).close()
+    assert blas_threads() == {1}

@@ -45,8 +45,8 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
     mode: Mode = "resize"
     crop_fraction: float = 0.875
-    _mean_t: torch.Tensor = field(init=False, repr=False, compare=False)
-    _std_t: torch.Tensor = field(init=False, repr=False, compare=False)
+    _scale_t: torch.Tensor = field(init=False, repr=False, compare=False)
+    _shift_t: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,8 +57,10 @@ class Preprocessing:
             raise ValueError(f"mean and std need three values each (std > 0), got {self.mean}, {self.std}")
         if not 0 < self.crop_fraction <= 1:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
-        object.__setattr__(self, "_mean_t", torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        object.__setattr__(self, "_std_t", torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1))
+        std = torch.tensor(self.std, dtype=torch.float64).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float64).view(1, 3, 1, 1)
+        object.__setattr__(self, "_scale_t", (1.0 / (255.0 * std)).float())
+        object.__setattr__(self, "_shift_t", (-mean / std).float())
 
     def with_overrides(self, **changes: object) -> Preprocessing:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -121,5 +123,10 @@ class Preprocessing:
     def to_tensor(self, arrays: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Stack ``uint8 (H, W, 3)`` arrays into a normalised float tensor ``(N, 3, H, W)``."""
         batch = np.stack(arrays) if not isinstance(arrays, np.ndarray) else arrays
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-        return x.sub_(self._mean_t).div_(self._std_t).contiguous()
+        n, h, w, _ = batch.shape
+        # One strided copy into a contiguous NCHW float tensor, then one fused scale and shift per channel:
+        # (x / 255 - mean) / std == x * (1 / (255 std)) - mean / std (measured 0.7 ms vs 3-10 ms per batch
+        # of 16 at 224 px for the elementwise ops on the permuted, non-contiguous view).
+        x = torch.empty((n, 3, h, w), dtype=torch.float32)
+        x.copy_(torch.from_numpy(batch).permute(0, 3, 1, 2))
+        return x.mul_(self._scale_t).add_(self._shift_t)

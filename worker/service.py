@@ -24,17 +24,18 @@ from pathlib import Path
 from types import FrameType
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from db import (
+    FileFound,
+    RegisterOutcome,
     claim_batch,
     complete_batch,
     expire_claims,
     get_or_create_model_version,
     known_uris,
     make_engine,
-    register_file,
+    register_files,
     release_claims,
     session_scope,
     upgrade,
@@ -42,6 +43,7 @@ from db import (
 )
 from db.models import Image, WorkerHeartbeat
 from db.types import utcnow
+from worker import limit_blas_threads
 from worker.engine import CamEngine
 from worker.flags import FlagConfig
 from worker.monitor import REFERENCE_SOURCE, ReferenceHandle, ensure_reference, recompute_drift
@@ -53,6 +55,7 @@ from worker.source import FileCandidate, FolderSource, sha256_file
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+SCAN_CHUNK = 200  # files hashed and registered per transaction
 
 
 def _alive(pid: int) -> bool:
@@ -70,6 +73,7 @@ class Worker:
         from worker.cli import build_engine
 
         self.settings = settings
+        limit_blas_threads()  # also when numpy was imported before the worker package
         self.db = make_engine(settings.db)
         upgrade(self.db)
         self.cam = engine or build_engine(settings)
@@ -153,26 +157,34 @@ class Worker:
         new = 0
         for src in self.sources:
             candidates = [c for c in src.poll() if self._known.get(c.uri) != (c.size_bytes, c.mtime_ns)]
-            for start in range(0, len(candidates), 200):
-                with session_scope(self.db, write=True) as session:
-                    for cand in candidates[start:start + 200]:
-                        new += self._register(session, src, cand)
+            for start in range(0, len(candidates), SCAN_CHUNK):
+                new += self._register(src, candidates[start:start + SCAN_CHUNK])
         self.registered += new
         return new
 
-    def _register(self, session: Session, src: FolderSource, cand: FileCandidate) -> int:
-        try:
-            digest = sha256_file(cand.path)
-        except OSError as exc:
-            log.warning("cannot hash %s (%s); it will be retried at the next scan", cand.uri, exc)
+    def _register(self, src: FolderSource, candidates: list[FileCandidate]) -> int:
+        """Hash a chunk of candidates and register them in one transaction; returns the number of new images."""
+        found: list[tuple[FileCandidate, FileFound]] = []
+        for cand in candidates:
+            try:
+                digest = sha256_file(cand.path)
+            except OSError as exc:
+                log.warning("cannot hash %s (%s); it will be retried at the next scan", cand.uri, exc)
+                continue
+            found.append((cand, FileFound(uri=cand.uri, sha256=digest, size_bytes=cand.size_bytes,
+                                          mtime_ns=cand.mtime_ns, source=src.name,
+                                          captured_at=dt.datetime.fromtimestamp(cand.mtime_ns / 1e9, dt.UTC))))
+        if not found:
             return 0
-        captured = dt.datetime.fromtimestamp(cand.mtime_ns / 1e9, dt.UTC)
-        outcome = register_file(session, uri=cand.uri, sha256=digest, size_bytes=cand.size_bytes,
-                                mtime_ns=cand.mtime_ns, source=src.name, captured_at=captured)
-        self._known[cand.uri] = (cand.size_bytes, cand.mtime_ns)
-        if outcome.value == "duplicate":
-            log.info("duplicate bytes, recorded as a sighting: %s", cand.uri, extra={"uri": cand.uri})
-        return 1 if outcome.value == "new" else 0
+        with session_scope(self.db, write=True) as session:
+            outcomes = register_files(session, [f for _, f in found])
+        new = 0
+        for (cand, _), outcome in zip(found, outcomes, strict=True):
+            self._known[cand.uri] = (cand.size_bytes, cand.mtime_ns)
+            if outcome is RegisterOutcome.DUPLICATE:
+                log.info("duplicate bytes, recorded as a sighting: %s", cand.uri, extra={"uri": cand.uri})
+            new += outcome is RegisterOutcome.NEW
+        return new
 
     def process_once(self) -> int:
         """Claim, process and commit one batch; returns the number of images written."""
