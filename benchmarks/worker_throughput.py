@@ -1,6 +1,6 @@
 """End-to-end worker throughput against the raw forward pass, measured in one run, in paired rounds.
 
-    .venv/bin/python benchmarks/worker_throughput.py [--images 500] [--rounds 3] [--batch-size 16]
+    .venv/bin/python benchmarks/worker_throughput.py [--images 500] [--rounds 5] [--batch-size 16]
                                                      [--method gradcam] [--raw-seconds 3]
 
 Makes a folder of ``--images`` 640x480 JPEGs (crops of real photos with jitter, distinct bytes). Each
@@ -90,7 +90,7 @@ def run_round(settings: Settings, cam: CamEngine) -> tuple[Worker, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--model", default="efficientnet_lite0")

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -87,6 +88,7 @@ def _image_params(result: ImageResult, now: dt.datetime) -> dict[str, Any]:
     return {f"b_{key}": value for key, value in values.items()} | {"b_id": result.image_id}
 
 
+@lru_cache(maxsize=16)
 def _image_update(worker_id: str) -> Update:
     """One UPDATE of an image row by id, run once per row of a batch (executemany); the claim is re-checked."""
     columns = Image.__table__.c

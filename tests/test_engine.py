@@ -112,11 +112,18 @@ def test_hooks_removed_and_state_restored_after_success_and_exception(method):
     model = loaded.module
     engine = CamEngine(loaded, method)
     model.train()
+    model.body[1].eval()  # mixed modes stay mixed
     model.fc.weight.requires_grad_(True)
     model.body[0].weight.requires_grad_(False)  # a user's frozen layer stays frozen
     before = count_hooks(model)
+    modes = [m.training for m in model.modules()]
+    seen: list[bool] = []
+    probe = model.fc.register_forward_pre_hook(lambda m, _i: seen.append(any(x.training for x in model.modules())))
     engine.explain(random_images(2))
+    probe.remove()
+    assert seen and not any(seen)  # the pass itself ran in eval mode
     assert count_hooks(model) == before
+    assert [m.training for m in model.modules()] == modes
     assert model.training and model.fc.weight.requires_grad and not model.body[0].weight.requires_grad
 
     def boom(*_args):
@@ -127,6 +134,7 @@ def test_hooks_removed_and_state_restored_after_success_and_exception(method):
         engine.explain(random_images(2))
     extra.remove()
     assert count_hooks(model) == before
+    assert [m.training for m in model.modules()] == modes
     assert model.training and model.fc.weight.requires_grad and not model.body[0].weight.requires_grad
 
 

@@ -74,6 +74,7 @@ class CamEngine:
         self.loaded = model
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.model = model.module.to(self.device).eval()
+        self._params = list(self.model.parameters())
         self.method = get_method(method)
         self.topk = max(1, min(topk, model.num_classes))
         self.options = {"scorecam_batch_size": scorecam_batch_size}
@@ -140,14 +141,15 @@ class CamEngine:
             store["a"] = leaf
             return leaf.clone()
 
-        params = list(self.model.parameters())
-        flags = [p.requires_grad for p in params]
-        was_training = self.model.training
+        # Only what is on gets switched off and back on: a few hundred flags, not a walk that sets them all.
+        trainable = [p for p in self._params if p.requires_grad]
+        training = [m for m in self.model.modules() if m.training]
         handle = self.layer.register_forward_hook(hook)
         try:
-            self.model.eval()
+            if training:
+                self.model.eval()
             if needs_grad:
-                for p in params:
+                for p in trainable:
                     p.requires_grad_(False)
                 with torch.enable_grad():
                     logits = self.model(x)
@@ -169,9 +171,10 @@ class CamEngine:
                 return self._results(maps, logits.float(), tgt)
         finally:
             handle.remove()
-            for p, flag in zip(params, flags, strict=True):
-                p.requires_grad_(flag)
-            self.model.train(was_training)
+            for p in trainable:
+                p.requires_grad_(True)
+            for m in training:  # exactly the modules that were training, mixed modes included
+                m.training = True
 
     def _targets(self, logits: torch.Tensor, targets: Sequence[int | None] | None) -> torch.Tensor:
         top1 = logits.argmax(dim=1)

@@ -14,8 +14,10 @@ columns), that the model input spans.
   region (0.875 = the classic 224/256), is resized to the input. Pixels outside the crop are never seen:
   extent lies inside ``[0, 1]`` and the heatmap is zero outside it.
 
-Resizing uses Pillow's bilinear filter with antialiasing (Pillow scales the filter support when
-downsampling). Pixel values become ``(x / 255 - mean) / std`` per channel.
+Resizing is bilinear with antialiasing (the filter support scales when downsampling): torch's uint8 port
+of Pillow's filter for ``resize`` and ``letterbox`` (within one grey level of Pillow, 2.5x faster), Pillow
+itself for ``center_crop``, whose crop box is fractional. Pixel values become ``(x / 255 - mean) / std``
+per channel.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 Mode = Literal["resize", "letterbox", "center_crop"]
@@ -109,16 +112,17 @@ class Preprocessing:
         in_h, in_w = self.size
         width, height = image.size
         if self.mode == "resize":
-            out = image.resize((in_w, in_h), Image.Resampling.BILINEAR)
+            out = resize_rgb(np.asarray(image), in_w, in_h)
         elif self.mode == "letterbox":
             new_w, new_h, off_x, off_y = self._letterbox_geometry(width, height)
-            fill = tuple(int(round(m * 255)) for m in self.mean)
-            out = Image.new("RGB", (in_w, in_h), fill)
-            out.paste(image.resize((new_w, new_h), Image.Resampling.BILINEAR), (off_x, off_y))
-        else:
-            out = image.resize((in_w, in_h), Image.Resampling.BILINEAR, box=self._crop_box(width, height))
+            out = np.empty((in_h, in_w, 3), dtype=np.uint8)
+            out[:] = [int(round(m * 255)) for m in self.mean]
+            out[off_y:off_y + new_h, off_x:off_x + new_w] = resize_rgb(np.asarray(image), new_w, new_h)
+        else:  # Pillow takes the fractional crop box as is
+            crop = image.resize((in_w, in_h), Image.Resampling.BILINEAR, box=self._crop_box(width, height))
+            out = np.asarray(crop, dtype=np.uint8)
         ow, oh = original_size if original_size is not None else (width, height)
-        return np.asarray(out, dtype=np.uint8), self.extent(ow, oh)
+        return out, self.extent(ow, oh)
 
     def to_tensor(self, arrays: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Stack ``uint8 (H, W, 3)`` arrays into a normalised float tensor ``(N, 3, H, W)``."""
@@ -130,3 +134,18 @@ class Preprocessing:
         x = torch.empty((n, 3, h, w), dtype=torch.float32)
         x.copy_(torch.from_numpy(batch).permute(0, 3, 1, 2))
         return x.mul_(self._scale_t).add_(self._shift_t)
+
+
+def resize_rgb(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``uint8 (H, W, 3)`` → ``uint8 (height, width, 3)``, bilinear with antialiasing.
+
+    torch's uint8 kernel, a port of Pillow's (equal to ``Image.resize(..., BILINEAR)`` within one grey
+    level), about 2.5x faster on the worker's images; the HWC array is already channels-last for it.
+    """
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    if not (pixels.flags.writeable and pixels.flags.c_contiguous):  # Pillow's arrays are read-only views
+        pixels = np.array(pixels, order="C")
+    batch = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
+    out = F.interpolate(batch, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).numpy()
