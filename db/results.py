@@ -74,17 +74,16 @@ def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
     return row
 
 
-_IMAGE_FIELDS = ("status", "error", "width", "height", "format", "processed_at", "label", "label_index", "region",
-                 "tags", "thumbnail", "model_version_id")
+# Image columns copied from the result as they are; processed_at, tags and captured_at are set apart.
+_COPIED_FIELDS = ("status", "error", "width", "height", "format", "label", "label_index", "region", "thumbnail",
+                  "model_version_id")
+_IMAGE_FIELDS = (*_COPIED_FIELDS, "processed_at", "tags")
 
 
 def _image_params(result: ImageResult, now: dt.datetime) -> dict[str, Any]:
     """Bound values of the image row's UPDATE (see :func:`_image_update`)."""
-    values = {"status": result.status, "error": result.error, "width": result.width, "height": result.height,
-              "format": result.format, "processed_at": now, "label": result.label,
-              "label_index": result.label_index, "region": result.region, "tags": dict(result.tags) or None,
-              "thumbnail": result.thumbnail, "model_version_id": result.model_version_id,
-              "captured_at": result.captured_at}
+    values = {key: getattr(result, key) for key in _COPIED_FIELDS}
+    values.update(processed_at=now, tags=dict(result.tags) or None, captured_at=result.captured_at)
     return {f"b_{key}": value for key, value in values.items()} | {"b_id": result.image_id}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -53,34 +53,18 @@ class Window:
     partial: bool = False
 
 
-@dataclass(frozen=True)
-class DriftRecord:
-    """One drift test of one window: a statistic (or ``predicted_class`` / ``heatmap_correlation``) of one
-    class (``-1``: all images)."""
+@dataclass(frozen=True, kw_only=True)
+class DriftRecord(DriftOutcome):
+    """One drift test of one window: a :class:`DriftOutcome` for a statistic (or ``predicted_class`` /
+    ``heatmap_correlation``) of one class (``-1``: all images)."""
 
     statistic: str
     class_index: int
-    test: str
-    score: float | None
-    threshold: float
-    drifted: bool
-    n_reference: int
-    n_current: int
-    detail: str
 
     @classmethod
     def from_outcome(cls, statistic: str, class_index: int, outcome: DriftOutcome) -> DriftRecord:
-        return cls(
-            statistic,
-            class_index,
-            outcome.test,
-            outcome.score,
-            outcome.threshold,
-            outcome.drifted,
-            outcome.n_reference,
-            outcome.n_current,
-            outcome.detail,
-        )
+        return cls(statistic=statistic, class_index=class_index,
+                   **{f.name: getattr(outcome, f.name) for f in fields(DriftOutcome)})
 
 
 def _to_utc64(times: np.ndarray | Sequence[datetime]) -> np.ndarray:
