@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.engine import CamEngine
-from worker.models import LoadedModel, load_model
-from worker.preprocess import Preprocessing
+from worker.cam.engine import CamEngine
+from worker.cam.models import LoadedModel, load_model
+from worker.cam.preprocess import Preprocessing
 
 OURS = ["cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam"]
 

@@ -2,7 +2,7 @@
 
     python benchmarks/dashboard_latency.py [--images 1000000] [--db URL] [--no-indexes] [--repeat 3]
 
-Builds (once, cached under /tmp/camwatch-bench/) a synthetic database with ``db.synthetic.fill_database``,
+Builds (once, cached under /tmp/camwatch-bench/) a synthetic database with ``demo.synthetic.fill.fill_database``,
 creates the indexes the dashboard's queries want (:data:`RECOMMENDED_INDEXES`) when they are missing
 (unless ``--no-indexes``), then runs every page through ``streamlit.testing.v1.AppTest``:
 
@@ -52,7 +52,7 @@ def ensure_database(url: str | None, n_images: int) -> str:
     if url is not None:
         return url
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    from db.synthetic import GENERATOR_VERSION, fill_database
+    from demo.synthetic.fill import GENERATOR_VERSION, fill_database
 
     path = CACHE_DIR / f"camwatch-{n_images}-v{GENERATOR_VERSION}.db"
     if not path.exists():

@@ -36,10 +36,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from camwatch.settings import Settings, load_settings
+from worker.cam.engine import CamEngine
 from worker.cli import build_engine
-from worker.engine import CamEngine
-from worker.service import Worker
-from worker.settings import Settings, load_settings
+from worker.service.worker import Worker
 
 
 def rss_mb() -> float:

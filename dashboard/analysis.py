@@ -1,13 +1,12 @@
 """Computations behind the Drift and Slices pages, on query results (no rendering here).
 
-Mean heatmaps follow :mod:`worker.reference`: each map ``h`` becomes ``p = h / Σh`` (all-zero and
-non-finite maps have no distribution and are skipped), maps on another grid than the target grid are
-resampled with :func:`worker.reference.resample_heatmap`, and the mean of the ``p`` is reported with the
-number of maps. Sums are accumulated chunk by chunk, so a window of any size is averaged in bounded memory.
+Mean heatmaps follow :mod:`camwatch.monitoring.heatmaps` (:class:`~camwatch.monitoring.heatmaps.MapSums`):
+each map becomes a distribution, maps on another grid are resampled, and sums are accumulated chunk by
+chunk, so a window of any size is averaged in bounded memory.
 
 Slices compare the hash sample of one tag value with the sample of every other value ("the rest"), and
 with the reference's stored sample of the statistic, each time with the registered drift test
-:func:`worker.drift.default_test_for` picks for the comparison sample's size (KS up to 1000 values, else
+:func:`camwatch.monitoring.drift.default_test_for` picks for the comparison sample's size (KS up to 1000 values, else
 the Wasserstein distance normalised by that sample's std) -- the worker's convention for drift windows.
 Both are shown because they answer different questions: one odd slice also makes every other slice
 differ from "the rest" (the rest contains the odd one), so "drifted against the reference" is what marks
@@ -16,69 +15,28 @@ a slice, and the score against the rest ranks how far each slice sits from the o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from camwatch.conventions import ALL_CLASSES
+from camwatch.monitoring.drift import default_test_for, get_test
+from camwatch.monitoring.heatmaps import MapSums, MeanHeatmap, correlation_on_grid
 from dashboard.figures import class_label, number
 from db.codec import decode_heatmap
 from db.queries import ImageFilter, reference_values, sample_rate
 from db.queries_images import GalleryFilter, HeatmapBatch, flagged_page, flags_of, iter_heatmaps
 from db.queries_slices import slice_sample
-from worker.drift import default_test_for, get_test
-from worker.reference import heatmap_correlation, resample_heatmap
 
-ALL = -1
-Group = int | str  # a predicted class, or a tag value
 SLICE_SAMPLE_ROWS = 20_000  # rows sampled over all tag values together
 WINDOW_MAX_ROWS = 200_000  # cap on the maps averaged for one window
 
 
-@dataclass(frozen=True)
-class MeanMap:
-    """Mean of ``n`` normalised maps (``data`` sums to 1)."""
-
-    data: np.ndarray
-    n: int
-
-
-class MapSums:
-    """Running sums of normalised maps per group on one grid (the first grid seen unless given)."""
-
-    def __init__(self, grid: tuple[int, int] | None = None) -> None:
-        self.grid = grid
-        self.sums: dict[Group, np.ndarray] = {}
-        self.counts: dict[Group, int] = {}
-
-    def add(self, groups: np.ndarray, maps: np.ndarray) -> None:
-        """Add maps (k, rows, cols) belonging to ``groups`` (k,)."""
-        totals = maps.sum(axis=(1, 2), dtype=np.float64)
-        keep = np.isfinite(totals) & (totals > 0)
-        p = maps[keep].astype(np.float64) / totals[keep, None, None]
-        groups = groups[keep]
-        if self.grid is None and p.shape[0]:
-            self.grid = (int(p.shape[1]), int(p.shape[2]))
-        if self.grid is not None and p.shape[0] and p.shape[1:] != self.grid:
-            p = np.stack([resample_heatmap(m, self.grid) for m in p])
-        for group in np.unique(groups).tolist():
-            rows = p[groups == group]
-            self.sums[group] = self.sums.get(group, 0.0) + rows.sum(axis=0)
-            self.counts[group] = self.counts.get(group, 0) + int(rows.shape[0])
-
-    def mean(self, groups: Iterable[Group]) -> MeanMap | None:
-        """Mean over the union of ``groups`` (None when none of them has a map)."""
-        chosen = [g for g in groups if self.counts.get(g)]
-        if not chosen:
-            return None
-        n = sum(self.counts[g] for g in chosen)
-        return MeanMap(sum((self.sums[g] for g in chosen), np.zeros(self.grid or (1, 1))) / n, n)
-
-
 def window_mean_heatmaps(engine: Engine, f: ImageFilter, grid: tuple[int, int] | None = None,
-                         max_rows: int = WINDOW_MAX_ROWS) -> dict[int, MeanMap]:
+                         max_rows: int = WINDOW_MAX_ROWS) -> dict[int, MeanHeatmap]:
     """Mean normalised primary heatmap per predicted class of the images matching ``f``, and over all of
     them under key -1, on ``grid`` (the reference's; default: the first grid met). At most ``max_rows``
     maps (the earliest captured) are averaged."""
@@ -89,15 +47,8 @@ def window_mean_heatmaps(engine: Engine, f: ImageFilter, grid: tuple[int, int] |
     means = {int(c): m for c in sums.counts if (m := sums.mean([c])) is not None}
     overall = sums.mean(list(sums.counts))
     if overall is not None:
-        means[ALL] = overall
+        means[ALL_CLASSES] = overall
     return means
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson r of two maps (:func:`worker.reference.heatmap_correlation`), ``b`` resampled to ``a``'s grid."""
-    if b.shape != a.shape:
-        b = resample_heatmap(b / b.sum(), (int(a.shape[0]), int(a.shape[1])))
-    return heatmap_correlation(a, b)
 
 
 @dataclass(frozen=True)
@@ -108,7 +59,7 @@ class SliceAnalysis:
     map of the sample)."""
 
     table: pd.DataFrame
-    maps: dict[str, MeanMap]
+    maps: dict[str, MeanHeatmap]
     per_mille: int
 
 
@@ -129,7 +80,7 @@ def slice_analysis(engine: Engine, key: str, statistic: str, f: ImageFilter, sum
     values = sample["x"].to_numpy()
     labels = sample["value"].to_numpy(dtype=object)
     reference = np.zeros(0) if reference_id is None else reference_values(
-        engine, reference_id, statistic, ALL if f.class_index is None else f.class_index)
+        engine, reference_id, statistic, ALL_CLASSES if f.class_index is None else f.class_index)
     records = []
     for value in summary["value"].tolist():
         mine, rest = values[labels == value], values[labels != value]
@@ -143,7 +94,7 @@ def slice_analysis(engine: Engine, key: str, statistic: str, f: ImageFilter, sum
             record.update({f"{prefix}test": test.key, f"{prefix}score": outcome.score,
                            f"{prefix}threshold": outcome.threshold, f"{prefix}drifted": outcome.drifted})
         own, others = sums.mean([value]), sums.mean([v for v in sums.counts if v != value])
-        record["heatmap_r"] = None if own is None or others is None else correlation(others.data, own.data)
+        record["heatmap_r"] = None if own is None or others is None else correlation_on_grid(others.data, own.data)
         records.append(record)
     table = summary.merge(pd.DataFrame(records), on="value", how="left") if records else summary
     if len(table):

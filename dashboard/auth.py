@@ -16,7 +16,7 @@ import logging
 
 import streamlit as st
 
-from worker.settings import Settings
+from camwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Plotly figures of the dashboard: pure functions from query results (DataFrames, arrays) to figures.
 
 Reference bands are ``mean ± 3σ`` of the reference (population std, as stored in ``reference_stats``).
-Heatmaps use the ``turbo`` colour scale, like the overlays drawn by :mod:`worker.render`.
+Heatmaps use the ``turbo`` colour scale, like the overlays drawn by :mod:`camwatch.imaging.render`.
 """
 
 from __future__ import annotations
@@ -99,14 +99,14 @@ def class_mix(mix: pd.DataFrame, names: Sequence[str], top: int = 8) -> go.Figur
     return fig
 
 
-#: Labels of the drift results that are not per-image statistics of worker.stats_registry.STATISTICS.
+#: Labels of the drift results that are not per-image statistics of camwatch.statistics.registry.STATISTICS.
 DRIFT_LABELS = {"attention_correlation": "Attention correlation", "heatmap_correlation": "Mean heatmap r",
                 "predicted_class": "Class mix"}
 
 
 def statistic_label(name: str) -> str:
     """Human label of a statistic or drift-tested quantity."""
-    from worker.stats_registry import STATISTICS
+    from camwatch.statistics.registry import STATISTICS
 
     return STATISTICS[name].label if name in STATISTICS else DRIFT_LABELS.get(name, name)
 

@@ -4,11 +4,11 @@ Safety: an original is read only when the stored ``uri`` resolves (``Path.resolv
 to a regular file inside one of the configured source roots (``is_relative_to`` on resolved paths; a
 string prefix check would let ``/data-other`` through for root ``/data`` and follow symlinks out of the
 root). Nothing typed in a widget or a URL becomes a path: pages pass image ids, paths come from the
-database. Decoding goes through :func:`worker.ingest.load_image` (format allowlist, decompression-bomb
+database. Decoding goes through :func:`camwatch.imaging.decode.load_image` (format allowlist, decompression-bomb
 limit, EXIF orientation). Thumbnails are the worker's JPEGs, opened with the JPEG decoder only.
 
-Overlays are drawn by :func:`worker.render.overlay` (heatmap, object boxes in green, CAM box in white);
-when no picture is available the heatmap alone is shown (:func:`worker.render.heatmap_image`).
+Overlays are drawn by :func:`camwatch.imaging.render.overlay` (heatmap, object boxes in green, CAM box in white);
+when no picture is available the heatmap alone is shown (:func:`camwatch.imaging.render.heatmap_image`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 from PIL import Image as PILImage
 from sqlalchemy import Engine
 
+from camwatch.imaging.decode import ImageDecodeError, load_image
+from camwatch.imaging.render import heatmap_image, overlay
 from db.queries_images import ImageView, image_views
-from worker.ingest import ImageDecodeError, load_image
-from worker.render import heatmap_image, overlay
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The Image page's "another CAM method" section: a heatmap computed live for one image.
 
-The CAM engine is built with :func:`worker.cli.build_engine` from the dashboard's settings with ``method``
+The CAM engine is built with :func:`worker.cam.factory.build_engine` from the dashboard's settings with ``method``
 replaced, and kept in ``st.cache_resource`` (one per method and model configuration): loading the model
 takes seconds, explaining one image a fraction of that. It explains the *stored* predicted class, so the
 maps of the two methods answer the same question; their agreement is the Pearson r of the normalised maps
-(:func:`worker.reference.heatmap_correlation`, the live map resampled to the stored grid). Only possible
+(:func:`camwatch.monitoring.heatmaps.correlation_on_grid`, the live map resampled to the stored grid). Only possible
 when the original file is readable under a source root (:func:`dashboard.images.confined_path`). The
 result is shown, not stored.
 """
@@ -20,23 +20,23 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard.analysis import correlation
+from camwatch.imaging.decode import load_image
+from camwatch.imaging.render import overlay
+from camwatch.methods import CAM_METHODS
+from camwatch.monitoring.heatmaps import correlation_on_grid
+from camwatch.settings import Settings
 from dashboard.images import DETAIL_SIDE, confined_path
 from dashboard.state import AppConfig, query
 from db.queries_images import ImageDetail, image_views
-from worker.ingest import load_image
-from worker.render import overlay
-from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam", "random")
 
 
 @st.cache_resource(show_spinner="Loading the model for this method (once)...", max_entries=4)
 def cam_engine(settings_key: str, method: str, _settings: Settings) -> Any:
     """The CAM engine of ``_settings`` with ``method`` (cached per settings JSON and method)."""
-    from worker.cli import build_engine  # torch is imported only when a live heatmap is asked for
+    from worker.cam.factory import build_engine  # torch is imported only when a live heatmap is asked for
 
     return build_engine(_settings.model_copy(update={"method": method}))
 
@@ -65,7 +65,7 @@ def explain_live(path: Path, method: str, target_class: int | None, stored: np.n
     drawn.save(buffer, format="JPEG", quality=88)
     r = None
     if stored is not None and float(stored.sum()) > 0 and float(result.heatmap.sum()) > 0:
-        r = correlation(stored / stored.sum(), result.heatmap)
+        r = correlation_on_grid(stored, result.heatmap)
     return LiveHeatmap(method, buffer.getvalue(), result.heatmap, r)
 
 
@@ -77,7 +77,7 @@ def live_section(detail: ImageDetail, cfg: AppConfig) -> None:
         st.caption("Needs the original file, readable under a source root (`--source-root`); it is not.")
         return
     stored_method = detail.heatmap["method"] if detail.heatmap else None
-    choices = [m for m in METHODS if m != stored_method]
+    choices = [m for m in CAM_METHODS if m != stored_method]
     method = st.selectbox("Method", choices, key="live_method",
                           help="Score-CAM runs one forward pass per channel: slow on a CPU.")
     if not st.button("Compute heatmap", icon=":material/play_arrow:"):

@@ -1,6 +1,6 @@
 """Dashboard configuration, database engine and cached queries.
 
-Settings are the worker's (:func:`worker.settings.load_settings`): command line after ``--`` of
+Settings are the worker's (:func:`camwatch.settings.load_settings`): command line after ``--`` of
 ``streamlit run dashboard/app.py -- --db URL [--config camwatch.toml] [--source-root DIR ...]``, then
 ``CAMWATCH_*`` environment variables, then ``camwatch.toml``, then defaults. Source roots (where original
 images may be read) are the ``--source-root`` options, or else the worker's ``source`` folders.
@@ -31,9 +31,9 @@ import dashboard.images
 import db.queries
 import db.queries_images
 import db.queries_slices
+from camwatch.settings import Settings, load_settings
 from db.migrate import upgrade
 from db.session import make_engine
-from worker.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

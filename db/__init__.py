@@ -1,15 +1,21 @@
 """camwatch storage: SQLAlchemy models, migrations and the queries the worker and dashboard share.
 
-Modules: ``session`` (engines, sessions), ``models`` (schema, ``STAT_COLUMNS``), ``migrate`` (Alembic
+Modules: ``session`` (engines, sessions), ``models`` (schema), ``migrate`` (Alembic
 upgrade), ``registry`` (scanner registration), ``claims`` (exactly-once work hand-out), ``results``
 (batch results), ``writes`` (model versions, heartbeats, reviews, drift), ``codec`` (heatmap bytes),
 ``records`` (plain dataclasses exchanged with callers).
 """
 
-from db.claims import DEFAULT_MAX_ATTEMPTS, claim_batch, expire_claims, release_claims, renew_lease
+from db.claims import (
+    DEFAULT_MAX_ATTEMPTS,
+    claim_batch,
+    expire_claims,
+    has_claimable_work,
+    release_claims,
+    renew_lease,
+)
 from db.codec import decode_heatmap, encode_heatmap
 from db.migrate import upgrade
-from db.models import STAT_COLUMNS
 from db.records import (
     ClaimedImage,
     DriftResultRecord,
@@ -28,14 +34,15 @@ from db.writes import (
     add_review,
     get_or_create_model_version,
     model_fingerprint,
+    running_workers,
     upsert_drift_results,
     write_heartbeat,
 )
 
 __all__ = [
-    "DEFAULT_MAX_ATTEMPTS", "STAT_COLUMNS", "ClaimedImage", "DriftResultRecord", "FileFound", "FlagRecord", "HeatmapRecord",
+    "DEFAULT_MAX_ATTEMPTS", "ClaimedImage", "DriftResultRecord", "FileFound", "FlagRecord", "HeatmapRecord",
     "ImageResult", "PredictionRecord", "RegisterOutcome", "add_review", "claim_batch", "complete_batch",
-    "decode_heatmap", "encode_heatmap", "expire_claims", "get_or_create_model_version", "known_uris", "make_engine",
-    "model_fingerprint", "register_file", "register_files", "release_claims", "renew_lease", "session_scope", "upgrade",
+    "decode_heatmap", "encode_heatmap", "expire_claims", "get_or_create_model_version", "has_claimable_work", "known_uris", "make_engine",
+    "model_fingerprint", "register_file", "register_files", "release_claims", "renew_lease", "running_workers", "session_scope", "upgrade",
     "upsert_drift_results", "utcnow", "write_heartbeat", "write_transaction",
 ]

@@ -161,3 +161,10 @@ def expire_claims(engine: Engine, worker_id: str) -> int:
     if expired:
         log.info("worker %s: expired %d claims for retry", worker_id, len(expired))
     return len(expired)
+
+
+def has_claimable_work(engine: Engine) -> bool:
+    """Whether any image is still pending or being processed (by anyone)."""
+    with engine.connect() as conn:
+        return conn.execute(select(Image.id).where(Image.status.in_(("pending", "processing"))).limit(1)
+                            ).first() is not None

@@ -2,7 +2,8 @@
 
 Conventions:
 - times are timezone-aware UTC (:class:`db.types.UTCDateTime`), defaults come from :func:`db.types.utcnow`;
-- ``class_index = -1`` means "all classes" in reference and drift tables;
+- ``class_index = -1`` (:data:`camwatch.conventions.ALL_CLASSES`) means "all classes" in reference and
+  drift tables; the vocabularies of statuses, states and verdicts come from :mod:`camwatch.conventions`;
 - object boxes (``region``) are ``(x0, y0, x1, y1)`` in original image pixels, x = column, y = row,
   half-open (see ``worker/regions.py``); ``cam_box_*`` and ``extent`` are in coordinates normalised to
   the original image (``[0, 1]`` = the whole image, see docs/metrics.md);
@@ -34,20 +35,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from camwatch.conventions import IMAGE_STATUSES, REFERENCE_KINDS, REVIEW_VERDICTS, WORKER_STATES
+from camwatch.statistics.heatmap import HEATMAP_STATES
+from camwatch.statistics.registry import HEATMAP_KEYS
 from db.types import UTCDateTime, utcnow
-
-IMAGE_STATUSES = ("pending", "processing", "ok", "error")
-HEATMAP_STATES = ("ok", "zero", "nonfinite")
-REVIEW_VERDICTS = ("wrong_attention_confirmed", "false_alarm", "wrong_label")
-REFERENCE_KINDS = ("first_n", "time_range", "folder", "manual")
-WORKER_STATES = ("starting", "running", "stopping", "stopped")
-
-#: Per-heatmap statistics, one nullable Float column each in ``heatmaps`` (same names, same order).
-STAT_COLUMNS: tuple[str, ...] = (
-    "centroid_x", "centroid_y", "peak_x", "peak_y", "peak_value", "spread", "elongation", "entropy",
-    "gini", "border_energy", "top5_share", "energy_outside", "object_area_fraction", "pointing_hit",
-    "cam_box_x0", "cam_box_y0", "cam_box_x1", "cam_box_y1", "cam_box_iou",
-)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -170,8 +161,16 @@ class Prediction(Base):
     correct: Mapped[bool | None] = mapped_column(Boolean)
 
 
-class Heatmap(Base):
-    """A native-resolution heatmap, its raw magnitudes and its statistics (columns named by ``STAT_COLUMNS``).
+#: One nullable Float column per heatmap statistic of the registry, same names, registry order.
+HeatmapStatColumns = type("HeatmapStatColumns", (), {
+    "__doc__": "Columns of :data:`camwatch.statistics.registry.HEATMAP_KEYS` (mixed into :class:`Heatmap`).",
+    **{name: mapped_column(Float, nullable=True) for name in HEATMAP_KEYS},
+})
+
+
+class Heatmap(HeatmapStatColumns, Base):
+    """A native-resolution heatmap, its raw magnitudes and its statistics (one column per
+    :data:`~camwatch.statistics.registry.HEATMAP_KEYS`).
 
     ``extent`` is the ``(x0, y0, x1, y1)`` rectangle, normalised to the original image, that the grid covers.
     """
@@ -196,25 +195,6 @@ class Heatmap(Base):
     raw_max: Mapped[float | None] = mapped_column(Float)
     raw_sum: Mapped[float | None] = mapped_column(Float)
     target_logit: Mapped[float | None] = mapped_column(Float)
-    centroid_x: Mapped[float | None] = mapped_column(Float)
-    centroid_y: Mapped[float | None] = mapped_column(Float)
-    peak_x: Mapped[float | None] = mapped_column(Float)
-    peak_y: Mapped[float | None] = mapped_column(Float)
-    peak_value: Mapped[float | None] = mapped_column(Float)
-    spread: Mapped[float | None] = mapped_column(Float)
-    elongation: Mapped[float | None] = mapped_column(Float)
-    entropy: Mapped[float | None] = mapped_column(Float)
-    gini: Mapped[float | None] = mapped_column(Float)
-    border_energy: Mapped[float | None] = mapped_column(Float)
-    top5_share: Mapped[float | None] = mapped_column(Float)
-    energy_outside: Mapped[float | None] = mapped_column(Float)
-    object_area_fraction: Mapped[float | None] = mapped_column(Float)
-    pointing_hit: Mapped[float | None] = mapped_column(Float)
-    cam_box_x0: Mapped[float | None] = mapped_column(Float)
-    cam_box_y0: Mapped[float | None] = mapped_column(Float)
-    cam_box_x1: Mapped[float | None] = mapped_column(Float)
-    cam_box_y1: Mapped[float | None] = mapped_column(Float)
-    cam_box_iou: Mapped[float | None] = mapped_column(Float)
 
 
 class Flag(Base):

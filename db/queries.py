@@ -11,7 +11,7 @@ Conventions shared by ``db.queries*``:
   the day in UTC: on SQLite by cutting the stored text ``YYYY-MM-DD HH:MM:SS.ffffff`` (see
   :class:`db.types.UTCDateTime`) to ``YYYY-MM-DD HH`` / ``YYYY-MM-DD``, on PostgreSQL with
   ``date_trunc(unit, t, 'UTC')``; :func:`bucket_start` turns either result into a datetime.
-- "Statistic" means a column of ``heatmaps`` named in :data:`db.models.STAT_COLUMNS`, one of the raw values
+- "Statistic" means a column of ``heatmaps`` named in :data:`camwatch.statistics.registry.HEATMAP_KEYS`, one of the raw values
   ``raw_max``, ``raw_sum``, ``target_logit``, or ``confidence`` (``predictions``); only the image's primary
   heatmap counts. "Class" is the predicted class (``predictions.class_index``).
 """
@@ -30,9 +30,10 @@ from sqlalchemy import BigInteger, Engine, Select, String, and_, cast, func, sel
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
+from camwatch.conventions import ALL_CLASSES, ALL_IMAGES
+from camwatch.statistics.registry import ENGINE_KEYS, HEATMAP_KEYS, STATISTICS
 from db.codec import decode_heatmap
 from db.models import (
-    STAT_COLUMNS,
     DriftResult,
     Flag,
     Heatmap,
@@ -47,10 +48,10 @@ from db.models import (
 )
 
 TIME_UNITS: tuple[str, ...] = ("hour", "day")
-RAW_COLUMNS: tuple[str, ...] = ("raw_max", "raw_sum", "target_logit")
-STATISTIC_NAMES: tuple[str, ...] = (*STAT_COLUMNS, *RAW_COLUMNS, "confidence")
-ALL_CLASSES = -1
-ALL_IMAGES = ""  # drift_results.slice of results over every image (else "key=value")
+#: Engine values stored with the prediction; the other engine values are columns of ``heatmaps``.
+PREDICTION_COLUMNS: tuple[str, ...] = ("confidence",)
+RAW_COLUMNS: tuple[str, ...] = tuple(k for k in ENGINE_KEYS if k not in PREDICTION_COLUMNS)
+STATISTIC_NAMES: tuple[str, ...] = tuple(STATISTICS)
 #: A SELECT of any columns (SQLAlchemy 2.1 types a Select by its column types).
 AnySelect = Select[*tuple[Any, ...]]
 _SQLITE_BUCKET_LENGTH = {"hour": 13, "day": 10}
@@ -69,10 +70,10 @@ class ImageFilter:
 
 def statistic_column(name: str) -> QueryableAttribute[Any]:
     """The column holding statistic ``name`` (see the module docstring); ``ValueError`` for unknown names."""
-    if name in STAT_COLUMNS or name in RAW_COLUMNS:
+    if name in HEATMAP_KEYS or name in RAW_COLUMNS:
         return getattr(Heatmap, name)
-    if name == "confidence":
-        return Prediction.confidence
+    if name in PREDICTION_COLUMNS:
+        return getattr(Prediction, name)
     raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTIC_NAMES)}")
 
 
@@ -362,11 +363,6 @@ def drift_slices(engine: Engine, reference_id: int, window_kind: str) -> list[st
             .group_by(DriftResult.slice).order_by(DriftResult.slice))
     with engine.connect() as conn:
         return [str(s) for s in conn.execute(stmt).scalars()]
-
-
-def slice_label(key: str, value: str) -> str:
-    """How ``drift_results.slice`` names a tag value: ``key=value``."""
-    return f"{key}={value}"
 
 
 def reference_heatmaps(engine: Engine, reference_id: int) -> dict[int, tuple[np.ndarray, int]]:

@@ -1,7 +1,7 @@
 """Queries about individual images: the flagged gallery, one image's details, heatmap streams, and the two
 writes the dashboard makes besides reviews (``db.writes.add_review``): adding a reference member.
 
-Severity of a flag (same definition as :mod:`worker.flags`): ``margin / scale`` with ``margin = value -
+Severity of a flag (same definition as :mod:`camwatch.monitoring.flags`): ``margin / scale`` with ``margin = value -
 threshold`` for rules that fire above their threshold and ``threshold - value`` for rules that fire below
 it (:data:`FLAGGED_BELOW`), ``scale = |threshold|`` (1 when the threshold is 0). An image's severity is the
 maximum over its flags (of the selected rule when filtering by rule). ``atypical_attention`` stores the
@@ -21,10 +21,11 @@ import pandas as pd
 from sqlalchemy import Engine, and_, case, func, select, true
 from sqlalchemy.sql import ColumnElement
 
+from camwatch.conventions import REVIEW_STATUSES, UNREVIEWED
+from camwatch.monitoring.flags import FLAGGED_BELOW
+from camwatch.statistics.registry import HEATMAP_KEYS
 from db.codec import decode_heatmap
 from db.models import (
-    REVIEW_VERDICTS,
-    STAT_COLUMNS,
     Flag,
     Heatmap,
     Image,
@@ -35,12 +36,8 @@ from db.models import (
     ReferenceMember,
     Review,
 )
-from db.queries import AnySelect, ImageFilter, apply_filter
+from db.queries import RAW_COLUMNS, AnySelect, ImageFilter, apply_filter
 from db.session import dialect_insert, write_transaction
-
-#: Rules that flag when the value falls *below* the threshold (see worker/flags.py); the others fire above.
-FLAGGED_BELOW: frozenset[str] = frozenset({"pointing_miss", "low_confidence"})
-REVIEW_STATUSES: tuple[str, ...] = ("unreviewed", *REVIEW_VERDICTS)
 
 
 def flag_severity() -> ColumnElement[Any]:
@@ -81,7 +78,7 @@ def _gallery_statement(g: GalleryFilter) -> AnySelect:
             .join(Prediction, Prediction.image_id == Image.id)
             .outerjoin(latest, latest.c.image_id == Image.id)
             .outerjoin(Review, Review.id == latest.c.review_id))
-    if g.review == "unreviewed":
+    if g.review == UNREVIEWED:
         stmt = stmt.where(latest.c.review_id.is_(None))
     elif g.review is not None:
         stmt = stmt.where(Review.verdict == g.review)
@@ -212,7 +209,7 @@ def statistics_of(heatmap: dict[str, Any] | None, prediction: dict[str, Any] | N
     """The stored statistics of an image (heatmap columns, raw values, confidence) by name."""
     values: dict[str, float | None] = {}
     if heatmap is not None:
-        values.update({name: heatmap.get(name) for name in (*STAT_COLUMNS, "raw_max", "raw_sum", "target_logit")})
+        values.update({name: heatmap.get(name) for name in (*HEATMAP_KEYS, *RAW_COLUMNS)})
     if prediction is not None:
         values["confidence"] = prediction.get("confidence")
     return values

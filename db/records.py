@@ -62,7 +62,7 @@ class HeatmapRecord:
 
     ``native`` is the map at the layer's resolution (float32, shape (rows, cols)); ``extent`` is the
     ``(x0, y0, x1, y1)`` box of the original image it covers; ``stats`` maps names from
-    ``db.models.STAT_COLUMNS`` to values (missing names and non-finite values are stored as NULL).
+    ``camwatch.statistics.registry.HEATMAP_KEYS`` to values (missing names and non-finite values are stored as NULL).
     """
 
     method: str

@@ -13,8 +13,10 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 
+from camwatch.statistics.heatmap import HEATMAP_STATES
+from camwatch.statistics.registry import HEATMAP_KEYS
 from db.codec import encode_heatmap
-from db.models import HEATMAP_STATES, STAT_COLUMNS, Flag, Heatmap, Image, ImageTag, Prediction
+from db.models import Flag, Heatmap, Image, ImageTag, Prediction
 from db.records import HeatmapRecord, ImageResult, PredictionRecord
 from db.session import write_transaction
 from db.types import utcnow
@@ -42,10 +44,10 @@ def _validate(result: ImageResult) -> None:
         if result.heatmap.state not in HEATMAP_STATES:
             raise ValueError(f"image {result.image_id}: heatmap state must be one of {HEATMAP_STATES}, "
                              f"got {result.heatmap.state!r}")
-        unknown = set(result.heatmap.stats) - set(STAT_COLUMNS)
+        unknown = set(result.heatmap.stats) - set(HEATMAP_KEYS)
         if unknown:
             raise ValueError(f"image {result.image_id}: unknown heatmap statistics {sorted(unknown)}; "
-                             "expected names from db.models.STAT_COLUMNS")
+                             "expected names from camwatch.statistics.registry.HEATMAP_KEYS")
     if (result.prediction is not None or result.heatmap is not None) and result.model_version_id is None:
         raise ValueError(f"image {result.image_id}: a prediction or heatmap needs model_version_id")
 
@@ -70,7 +72,7 @@ def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
         "raw_max": _finite_or_none(h.raw_max), "raw_sum": _finite_or_none(h.raw_sum),
         "target_logit": _finite_or_none(h.target_logit),
     }
-    row.update({name: _finite_or_none(h.stats.get(name)) for name in STAT_COLUMNS})
+    row.update({name: _finite_or_none(h.stats.get(name)) for name in HEATMAP_KEYS})
     return row
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -13,14 +12,14 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from db.models import REVIEW_VERDICTS, WORKER_STATES, DriftResult, ModelVersion, Review, WorkerHeartbeat
+from camwatch.conventions import REVIEW_VERDICTS, WORKER_STATES, parse_window_kind
+from db.models import DriftResult, ModelVersion, Review, WorkerHeartbeat
 from db.records import DriftResultRecord
 from db.session import dialect_insert, write_transaction
 from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
-_WINDOW_KIND = re.compile(r"(hour|day|count:[1-9][0-9]*)")
 
 
 def model_fingerprint(*, spec: str, weights_sha256: str | None, num_classes: int, class_names: Sequence[str],
@@ -97,9 +96,10 @@ def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) ->
     if not rows:
         return 0
     for row in rows:
-        if not _WINDOW_KIND.fullmatch(row.window_kind):
-            raise ValueError(f"drift result for {row.statistic!r}: window_kind must be 'hour', 'day' or "
-                             f"'count:N', got {row.window_kind!r}")
+        try:
+            parse_window_kind(row.window_kind)
+        except ValueError as exc:
+            raise ValueError(f"drift result for {row.statistic!r}: bad window_kind ({exc})") from None
     now = utcnow()
     stmt = dialect_insert(session.get_bind().dialect.name, DriftResult)
     key = ("reference_id", "window_kind", "window_start", "statistic", "class_index", "test", "slice")
@@ -109,3 +109,11 @@ def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) ->
         [{**asdict(row), "computed_at": now} for row in rows],
     )
     return len(rows)
+
+
+def running_workers(engine: Engine, hostname: str) -> list[tuple[str, int]]:
+    """``(worker_id, pid)`` of the workers on ``hostname`` whose last heartbeat is not 'stopped'."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(WorkerHeartbeat.worker_id, WorkerHeartbeat.pid).where(
+            WorkerHeartbeat.hostname == hostname, WorkerHeartbeat.state != "stopped")).all()
+    return [(str(w), int(p)) for w, p in rows]

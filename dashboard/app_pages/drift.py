@@ -7,8 +7,11 @@ import datetime as dt
 
 import streamlit as st
 
+from camwatch.conventions import ALL_CLASSES, ALL_IMAGES, parse_window_kind, slice_label
+from camwatch.monitoring.heatmaps import correlation_on_grid
+from camwatch.statistics.registry import STATISTICS
 from dashboard import figures
-from dashboard.analysis import ALL, correlation, window_mean_heatmaps
+from dashboard.analysis import window_mean_heatmaps
 from dashboard.state import config, query
 from dashboard.widgets import (
     bucket_unit,
@@ -23,7 +26,6 @@ from dashboard.widgets import (
     with_filters,
 )
 from db.queries import (
-    ALL_IMAGES,
     STATISTIC_NAMES,
     ImageFilter,
     class_mix,
@@ -34,10 +36,8 @@ from db.queries import (
     drift_window_kinds,
     reference_bands,
     reference_heatmaps,
-    slice_label,
     stat_time_series,
 )
-from worker.stats_registry import STATISTICS
 
 st.title("Drift")
 settings = config().settings
@@ -66,7 +66,7 @@ if statistic in STATISTICS:
 
 class_names = names()
 f = with_filters(time_filter(), class_index=class_index, tag=tag)
-cls = ALL if class_index is None else class_index
+cls = ALL_CLASSES if class_index is None else class_index
 rate = series_rate(f)
 if statistic in STATISTIC_NAMES:
     series = query(stat_time_series, [statistic], bucket_unit(f), f, rate)
@@ -115,21 +115,21 @@ if latest is None:
     st.info("No window to compare yet.")
     st.stop()
 # Time windows are half-open [start, end); count windows name their first and last capture (closed).
-closing = dt.timedelta(microseconds=1) if window_kind.startswith("count:") else dt.timedelta(0)
+closing = dt.timedelta(microseconds=1) if parse_window_kind(window_kind)[0] == "count" else dt.timedelta(0)
 window = ImageFilter(start=latest["window_start"].to_pydatetime(), end=latest["window_end"].to_pydatetime() + closing,
                      tag_key=tag[0], tag_value=tag[1])
-grid = ref_maps[ALL][0].shape if ALL in ref_maps else None
+grid = ref_maps[ALL_CLASSES][0].shape if ALL_CLASSES in ref_maps else None
 current = query(window_mean_heatmaps, window, grid)
 st.caption(f"Window {window.start:%Y-%m-%d %H:%M} – {window.end:%Y-%m-%d %H:%M} UTC; each map is normalised to "
            "sum 1 before averaging.")
-shown = [cls] if cls != ALL else [ALL, *sorted((c for c in current if c != ALL),
+shown = [cls] if cls != ALL_CLASSES else [ALL_CLASSES, *sorted((c for c in current if c != ALL_CLASSES),
                                                key=lambda c: -current[c].n)[:3]]
 columns = st.columns(2)
 for i, c in enumerate(shown):
     ref = ref_maps.get(c)
     cur = current.get(c)
-    r = correlation(ref[0], cur.data) if ref is not None and cur is not None else None
-    name = "all classes" if c == ALL else figures.class_label(class_names, c)
+    r = correlation_on_grid(ref[0], cur.data) if ref is not None and cur is not None else None
+    name = "all classes" if c == ALL_CLASSES else figures.class_label(class_names, c)
     title = f"{name}: r = {r:.3f}" if r is not None else f"{name}: no comparison"
     title += f" (n = {ref[1] if ref else 0} / {cur.n if cur else 0})"
     columns[i % 2].plotly_chart(figures.heatmap_pair(None if ref is None else ref[0],

@@ -7,26 +7,24 @@ import math
 import pandas as pd
 import streamlit as st
 
+from camwatch.conventions import REVIEW_STATUSES, review_status_label
+from camwatch.monitoring.flags import FLAG_RULES
 from dashboard.analysis import flagged_csv
 from dashboard.figures import class_label, number
 from dashboard.images import gallery_pictures
 from dashboard.state import config, engine, query
 from dashboard.widgets import ANY, class_picker, names, require_data, slice_picker, time_filter, with_filters
 from db.queries_images import (
-    REVIEW_STATUSES,
     GalleryFilter,
     flag_rules,
     flagged_page,
     flagged_total,
     flags_of,
 )
-from worker.flags import FLAG_RULES
 
 PAGE_SIZE = 24
 COLUMNS = 4
 CSV_MAX_ROWS = 10_000
-REVIEW_LABELS = {"unreviewed": "unreviewed", "wrong_attention_confirmed": "confirmed",
-                 "false_alarm": "false alarm", "wrong_label": "wrong label"}
 
 st.title("Flagged images")
 require_data()
@@ -40,7 +38,7 @@ with c2:
     class_index = class_picker("Class", key="flagged_class")
 with c3:
     review = st.selectbox("Review status", [ANY, *REVIEW_STATUSES], key="flagged_review",
-                          format_func=lambda v: REVIEW_LABELS.get(v, v))
+                          format_func=review_status_label)
 with c4:
     tag = slice_picker("flagged_slice")
 
@@ -74,7 +72,7 @@ for i, row in enumerate(rows.itertuples()):
         severity = "–" if pd.isna(row.severity) else f"{row.severity:.2f}"
         st.markdown(f"**{class_label(class_names, int(row.class_index))}** · {row.confidence:.0%}  \n"
                     f"{row.captured_at:%Y-%m-%d %H:%M} · severity {severity}"
-                    + (f" · *{REVIEW_LABELS.get(row.review, row.review)}*" if isinstance(row.review, str) else ""))
+                    + (f" · *{review_status_label(row.review)}*" if isinstance(row.review, str) else ""))
         mine = flags[flags["image_id"] == row.image_id]
         st.caption("  \n".join(f"`{f.rule}` {number(f.value)} vs {number(f.threshold)}" for f in mine.itertuples()))
         st.page_link("app_pages/image.py", label="Open", icon=":material/open_in_new:",

@@ -7,6 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from camwatch.conventions import VERDICTS
+from camwatch.monitoring.flags import FLAG_RULES
+from camwatch.statistics.registry import STATISTICS
 from dashboard.auth import user_name
 from dashboard.figures import class_label, number
 from dashboard.images import detail_pictures
@@ -17,11 +20,6 @@ from db.queries import current_reference
 from db.queries_images import add_reference_member, image_detail, statistics_of
 from db.session import session_scope
 from db.writes import add_review
-from worker.flags import FLAG_RULES
-from worker.stats_registry import STATISTICS
-
-VERDICTS = {"wrong_attention_confirmed": "Wrong attention confirmed", "false_alarm": "False alarm",
-            "wrong_label": "Wrong label"}
 
 st.title("Image")
 require_data()
@@ -99,7 +97,7 @@ live_section(detail, cfg)
 
 st.subheader("Review")
 with st.form("review", clear_on_submit=True):
-    verdict = st.radio("Verdict", list(VERDICTS), format_func=VERDICTS.__getitem__, horizontal=True)
+    verdict = st.radio("Verdict", list(VERDICTS), format_func=lambda v: VERDICTS[v].label, horizontal=True)
     note = st.text_area("Note", placeholder="what is wrong with the attention, or why it is fine")
     reviewer = st.text_input("Reviewer", value=user_name(cfg.settings))
     if st.form_submit_button("Save review", type="primary"):
@@ -109,7 +107,7 @@ with st.form("review", clear_on_submit=True):
         st.success(f"Review {review_id} saved.")
         detail = query(image_detail, image_id)
 if detail is not None and len(detail.reviews):
-    st.dataframe(detail.reviews.assign(verdict=detail.reviews["verdict"].map(VERDICTS)), hide_index=True,
+    st.dataframe(detail.reviews.assign(verdict=detail.reviews["verdict"].map(lambda v: VERDICTS[v].label if v in VERDICTS else v)), hide_index=True,
                  width="stretch")
 else:
     st.caption("No review yet.")

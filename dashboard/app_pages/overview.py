@@ -6,6 +6,7 @@ import datetime as dt
 
 import streamlit as st
 
+from camwatch.statistics.registry import STATISTICS
 from dashboard import figures
 from dashboard.state import config, query
 from dashboard.widgets import (
@@ -28,7 +29,6 @@ from db.queries import (
     throughput,
     workers,
 )
-from worker.stats_registry import STATISTICS
 
 st.title("Overview")
 settings = config().settings
@@ -75,7 +75,7 @@ if reference is None:
 else:
     band_rows = query(reference_bands, reference.id)
     bands = {r.statistic: figures.band(r.mean, r.std) for r in band_rows.itertuples()}
-    window = settings.drift.window if settings.drift.window != "count" else f"count:{settings.drift.window_count}"
+    window = settings.drift.window_label
     latest = query(latest_drift, reference.id, window)
     st.caption(f"Reference **{reference.name}** ({reference.n_images:,} images); latest tested `{window}` window"
                + (f" starting {latest['window_start'].iloc[0]:%Y-%m-%d %H:%M} UTC." if len(latest) else

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from camwatch.statistics.registry import STATISTICS
 from dashboard import figures
 from dashboard.analysis import slice_analysis
 from dashboard.state import query
@@ -20,7 +21,6 @@ from dashboard.widgets import (
 )
 from db.queries import STATISTIC_NAMES, current_reference
 from db.queries_slices import slice_summary, tag_keys
-from worker.stats_registry import STATISTICS
 
 SCORE_HELP = ("ks: p-value, drifts below 0.05; wasserstein: W1 / std of the comparison sample, drifts above "
               "0.1. One odd slice makes every other slice differ from 'the rest' too: the reference test marks it.")

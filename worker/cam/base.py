@@ -15,6 +15,8 @@ from typing import ClassVar
 
 import torch
 
+from camwatch.methods import CAM_METHODS
+
 
 class CamMethodError(ValueError):
     """The method cannot explain this model (e.g. ``cam`` on a head that is not GAP → linear)."""
@@ -33,12 +35,16 @@ class CamContext:
 
 
 class CamMethod:
-    """Base class. Subclasses set ``key`` and implement ``weights`` (or override ``combine``)."""
+    """Base class. Subclasses set ``key`` (one of :data:`camwatch.methods.CAM_METHODS`) and implement
+    ``weights`` (or override ``combine``)."""
 
     key: ClassVar[str]
-    label: ClassVar[str]
     needs_gradients: ClassVar[bool] = False
     needs_classifier: ClassVar[bool] = False
+
+    @property
+    def label(self) -> str:
+        return CAM_METHODS[self.key].label
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
         raise NotImplementedError
@@ -55,6 +61,8 @@ METHODS: dict[str, type[CamMethod]] = {}
 
 
 def register(cls: type[CamMethod]) -> type[CamMethod]:
+    if cls.key not in CAM_METHODS:
+        raise ValueError(f"CAM method {cls.key!r} is not in camwatch.methods.CAM_METHODS; add it there first")
     if cls.key in METHODS:
         raise ValueError(f"CAM method {cls.key!r} registered twice")
     METHODS[cls.key] = cls

@@ -40,7 +40,6 @@ def _require_grads(ctx: CamContext) -> torch.Tensor:
 @register
 class Cam(CamMethod):
     key = "cam"
-    label = "CAM"
     needs_classifier = True
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
@@ -52,7 +51,6 @@ class Cam(CamMethod):
 @register
 class GradCam(CamMethod):
     key = "gradcam"
-    label = "Grad-CAM"
     needs_gradients = True
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
@@ -62,7 +60,6 @@ class GradCam(CamMethod):
 @register
 class GradCamPlusPlus(CamMethod):
     key = "gradcam++"
-    label = "Grad-CAM++"
     needs_gradients = True
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
@@ -76,7 +73,6 @@ class GradCamPlusPlus(CamMethod):
 @register
 class XGradCam(CamMethod):
     key = "xgradcam"
-    label = "XGrad-CAM"
     needs_gradients = True
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
@@ -88,7 +84,6 @@ class XGradCam(CamMethod):
 @register
 class LayerCam(CamMethod):
     key = "layercam"
-    label = "LayerCAM"
     needs_gradients = True
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
@@ -98,7 +93,6 @@ class LayerCam(CamMethod):
 @register
 class HiResCam(CamMethod):
     key = "hirescam"
-    label = "HiResCAM"
     needs_gradients = True
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
@@ -108,7 +102,6 @@ class HiResCam(CamMethod):
 @register
 class EigenCam(CamMethod):
     key = "eigencam"
-    label = "Eigen-CAM"
 
     def combine(self, ctx: CamContext) -> torch.Tensor:
         A = ctx.activations
@@ -127,7 +120,6 @@ class EigenCam(CamMethod):
 @register
 class ScoreCam(CamMethod):
     key = "scorecam"
-    label = "Score-CAM"
 
     def weights(self, ctx: CamContext) -> torch.Tensor:
         A, x = ctx.activations, ctx.inputs
@@ -150,7 +142,6 @@ class ScoreCam(CamMethod):
 @register
 class RandomCam(CamMethod):
     key = "random"
-    label = "Random baseline"
 
     def combine(self, ctx: CamContext) -> torch.Tensor:
         n, _, h, w = ctx.activations.shape

@@ -1,0 +1,1 @@
+"""Images: safe decoding (formats, bombs, EXIF orientation, 16-bit), thumbnails, heatmap overlays."""

@@ -1,0 +1,1 @@
+"""Monitoring maths, torch-free and SQL-free: heatmap averaging, the reference, drift tests, windows, flag rules."""

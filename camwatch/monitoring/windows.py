@@ -1,0 +1,210 @@
+"""Windows of production images and the drift of each window against the reference.
+
+Time windows floor capture times to the hour or the day in UTC and are half-open ``[start, end)``. Count
+windows are consecutive chunks of ``count`` images in capture-time order (stable for equal times); their
+``start``/``end`` are the first and last capture time in the chunk (closed), and the last chunk is kept but
+marked ``partial`` when it holds fewer than ``count`` images. Whether the latest *time* window is still
+filling is for the caller to decide (it knows the clock). Naive datetimes and ``datetime64`` values are
+taken as UTC; aware datetimes are converted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from camwatch.conventions import ALL_CLASSES, WindowKind
+from camwatch.monitoring.drift import DEFAULT_MIN_SAMPLES, DriftOutcome, Kind, default_test_for, get_test
+from camwatch.monitoring.heatmaps import MeanHeatmap, normalised_stack, row_correlations
+from camwatch.monitoring.reference import ATTENTION_CORRELATION, ReferenceSummary, StatRow, value_matrix
+
+logger = logging.getLogger(__name__)
+
+PREDICTED_CLASS = "predicted_class"
+HEATMAP_CORRELATION = "heatmap_correlation"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FLOOR_UNIT = {"hour": "datetime64[h]", "day": "datetime64[D]"}
+_STEP = {"hour": np.timedelta64(1, "h"), "day": np.timedelta64(1, "D")}
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window; ``index`` is its position in time order, ``n`` the number of images in it."""
+
+    kind: WindowKind
+    index: int
+    start: datetime
+    end: datetime
+    n: int
+    partial: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftRecord(DriftOutcome):
+    """One drift test of one window: a :class:`DriftOutcome` for a statistic (or ``predicted_class`` /
+    ``heatmap_correlation``) of one class (``-1``: all images)."""
+
+    statistic: str
+    class_index: int
+
+    @classmethod
+    def from_outcome(cls, statistic: str, class_index: int, outcome: DriftOutcome) -> DriftRecord:
+        return cls(statistic=statistic, class_index=class_index,
+                   **{f.name: getattr(outcome, f.name) for f in fields(DriftOutcome)})
+
+
+def _to_utc64(times: np.ndarray | Sequence[datetime]) -> np.ndarray:
+    """Capture times as ``datetime64[us]`` in UTC."""
+    arr = np.asarray(times)
+    if arr.dtype.kind == "M":
+        out = arr.astype("datetime64[us]")
+    else:
+        converted = []
+        for t in arr.ravel().tolist():
+            if not isinstance(t, datetime):
+                raise TypeError(f"capture time {t!r} is neither a datetime nor a datetime64")
+            converted.append((t.astimezone(UTC) if t.tzinfo is not None else t).replace(tzinfo=None))
+        out = np.asarray(converted, dtype="datetime64[us]")
+    out = out.ravel()
+    if np.isnat(out).any():
+        raise ValueError(f"{int(np.isnat(out).sum())} capture times are NaT")
+    return out
+
+
+def _to_datetime(t: np.datetime64) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(t.astype("datetime64[us]").astype(np.int64)))
+
+
+def assign_windows(
+    times: np.ndarray | Sequence[datetime], kind: WindowKind, count: int = 500
+) -> tuple[list[Window], np.ndarray]:
+    """Group capture times into windows. Returns ``(windows, labels)``: windows in time order and, for
+    each input time, the index of its window in that list."""
+    t = _to_utc64(times)
+    if kind in _FLOOR_UNIT:
+        starts, labels, sizes = np.unique(
+            t.astype(_FLOOR_UNIT[kind]), return_inverse=True, return_counts=True
+        )
+        step = _STEP[kind]
+        windows = [
+            Window(kind, i, _to_datetime(s), _to_datetime(s + step), int(n))
+            for i, (s, n) in enumerate(zip(starts, sizes, strict=True))
+        ]
+        return windows, labels.ravel().astype(np.int64)
+    if kind != "count":
+        raise ValueError(f"unknown window kind {kind!r}; expected 'hour', 'day' or 'count'")
+    if count < 1:
+        raise ValueError(f"count windows need count >= 1, got {count}")
+    order = np.argsort(t, kind="stable")
+    labels = np.empty(t.size, dtype=np.int64)
+    labels[order] = np.arange(t.size) // count
+    windows = []
+    for i, first in enumerate(range(0, t.size, count)):
+        chunk = order[first : first + count]
+        windows.append(
+            Window(
+                "count",
+                i,
+                _to_datetime(t[chunk[0]]),
+                _to_datetime(t[chunk[-1]]),
+                int(chunk.size),
+                partial=chunk.size < count,
+            )
+        )
+    return windows, labels
+
+
+def _check_kind(key: str, kind: Kind, statistic: str) -> str:
+    if get_test(key).kind != kind:
+        raise ValueError(f"drift test {key!r} is {get_test(key).kind}; {statistic!r} needs a {kind} test")
+    return key
+
+
+def compute_window_drift(
+    reference: ReferenceSummary,
+    window_rows: Sequence[StatRow],
+    *,
+    statistics: Sequence[str] | None = None,
+    tests: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    per_class: bool = True,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+) -> list[DriftRecord]:
+    """Drift of one window against the reference.
+
+    For all images (class ``-1``) and, with ``per_class``, for every class with at least ``min_samples``
+    images in the window and in the reference: each statistic (default: all of the reference's, including
+    :data:`~camwatch.monitoring.reference.ATTENTION_CORRELATION` measured against that class's reference mean map) with
+    ``tests[statistic]`` or :func:`~camwatch.monitoring.drift.default_test_for`, and ``heatmap_correlation`` of the window's
+    mean map with the reference's. For all images only: the predicted-class mix (``tests["predicted_class"]``,
+    default ``jensen_shannon``). ``thresholds`` maps test keys to thresholds that replace the defaults.
+    Classes with too few images are left out; the overall records are always returned (possibly "not
+    enough data"). ``n_reference`` of a statistic's record is the size of the reference *sample* the test
+    used (at most the reference's ``max_values``), and the default test is chosen from the full ``n``.
+    """
+    names = list(reference.statistics if statistics is None else statistics)
+    missing = [s for s in names if reference.stat(s) is None]
+    if missing:
+        raise ValueError(f"statistics {missing} are not in the reference; it has {reference.statistics}")
+    tests = {} if tests is None else dict(tests)
+    thresholds = {} if thresholds is None else dict(thresholds)
+    targets = {*names, PREDICTED_CLASS, HEATMAP_CORRELATION}
+    if unknown := sorted(set(tests) - targets):
+        raise ValueError(
+            f"tests given for {unknown}, which are not tested here; expected some of {sorted(targets)}"
+        )
+    for key in [*tests.values(), *thresholds]:
+        get_test(key)  # raises for an unknown test key
+    classes = np.fromiter((row.class_index for row in window_rows), dtype=np.int64, count=len(window_rows))
+    columns = value_matrix(window_rows, names)
+    maps = [row.heatmap for row in window_rows]
+    groups: dict[int, np.ndarray] = {ALL_CLASSES: np.arange(len(window_rows))}
+    if per_class:
+        labels, counts = np.unique(classes, return_counts=True)
+        for c, n in zip(labels.tolist(), counts.tolist(), strict=True):
+            if n >= min_samples and reference.n_images(c) >= min_samples:
+                groups[c] = np.flatnonzero(classes == c)
+
+    records: list[DriftRecord] = []
+    for c, idx in groups.items():
+        ref_map = reference.heatmaps.get(c)
+        attention = np.full(idx.size, np.nan)
+        window_mean: MeanHeatmap | None = None
+        if ref_map is not None:
+            stack, kept, n_zero = normalised_stack([maps[i] for i in idx], ref_map.data.shape)
+            if kept.size:
+                attention[kept] = row_correlations(stack, ref_map.data)
+                window_mean = MeanHeatmap(int(kept.size), n_zero, stack.mean(axis=0))
+        for j, name in enumerate(names):
+            summary = reference.stat(name, c)
+            if summary is None:
+                continue
+            key = _check_kind(tests.get(name) or default_test_for("numeric", summary.n), "numeric", name)
+            current = attention if name == ATTENTION_CORRELATION else columns[idx, j]
+            outcome = get_test(key).run(summary.values, current, thresholds.get(key), min_samples=min_samples)
+            records.append(DriftRecord.from_outcome(name, c, outcome))
+        if ref_map is not None:
+            key = _check_kind(
+                tests.get(HEATMAP_CORRELATION, HEATMAP_CORRELATION), "heatmap", HEATMAP_CORRELATION
+            )
+            current_maps: MeanHeatmap | list[np.ndarray] = [] if window_mean is None else window_mean
+            outcome = get_test(key).run(ref_map, current_maps, thresholds.get(key), min_samples=min_samples)
+            records.append(DriftRecord.from_outcome(HEATMAP_CORRELATION, c, outcome))
+    key = _check_kind(
+        tests.get(PREDICTED_CLASS) or default_test_for("categorical", reference.n),
+        "categorical",
+        PREDICTED_CLASS,
+    )
+    outcome = get_test(key).run(
+        reference.class_labels(), classes, thresholds.get(key), min_samples=min_samples
+    )
+    records.append(DriftRecord.from_outcome(PREDICTED_CLASS, ALL_CLASSES, outcome))
+    n_drifted = sum(r.drifted for r in records)
+    logger.debug(
+        "window of %d images: %d drift records, %d drifted", len(window_rows), len(records), n_drifted
+    )
+    return records

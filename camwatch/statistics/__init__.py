@@ -1,0 +1,1 @@
+"""Per-image heatmap statistics: the registry of definitions and the pure functions computing them."""

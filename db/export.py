@@ -1,0 +1,70 @@
+"""The export query: every processed image with its prediction, primary heatmap, statistics and flags,
+streamed in chunks of :data:`CHUNK` rows (keyset pagination on the image id).
+
+Columns: image_id, uri, sha256, status, error, source, captured_at, processed_at, width, height, label,
+tags (JSON), object_boxes (JSON), model_version_id, model_spec, class_index, class_name, confidence,
+correct, method, target_class, heatmap_state, raw_max, raw_sum, target_logit, every statistic of
+:data:`camwatch.statistics.registry.HEATMAP_KEYS`, flags (comma-separated rule keys). With ``with_heatmap``
+rows also carry ``heatmap`` (the native map, nested row-major lists) and ``heatmap_extent``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Engine
+
+from camwatch.statistics.registry import HEATMAP_KEYS
+from db.codec import decode_heatmap
+from db.models import Flag, Heatmap, Image, ModelVersion, Prediction
+
+CHUNK = 2000
+
+
+def _query(after_id: int) -> Select:
+    return (select(Image.id.label("image_id"), Image.uri, Image.sha256, Image.status, Image.error, Image.source,
+                   Image.captured_at, Image.processed_at, Image.width, Image.height, Image.label, Image.tags,
+                   Image.region, Image.model_version_id, ModelVersion.spec.label("model_spec"),
+                   ModelVersion.class_names, Prediction.class_index, Prediction.confidence, Prediction.correct,
+                   Heatmap.method, Heatmap.target_class, Heatmap.state.label("heatmap_state"), Heatmap.raw_max,
+                   Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w, Heatmap.data,
+                   Heatmap.extent, *[getattr(Heatmap, c) for c in HEATMAP_KEYS])
+            .outerjoin(ModelVersion, ModelVersion.id == Image.model_version_id)
+            .outerjoin(Prediction, Prediction.image_id == Image.id)
+            .outerjoin(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
+            .where(Image.id > after_id, Image.status.in_(("ok", "error")))
+            .order_by(Image.id).limit(CHUNK))
+
+
+def iter_rows(engine: Engine, *, with_heatmap: bool) -> Iterator[dict[str, Any]]:
+    """Every processed (ok or error) image as one export row, in id order."""
+    after = 0
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(_query(after)).mappings().all()
+            if not batch:
+                return
+            flags: dict[int, list[str]] = {}
+            ids = [m["image_id"] for m in batch]
+            for image_id, rule in conn.execute(select(Flag.image_id, Flag.rule).where(
+                    Flag.image_id >= ids[0], Flag.image_id <= ids[-1])):
+                flags.setdefault(image_id, []).append(rule)
+        for m in batch:
+            row = {k: m[k] for k in m if k not in ("class_names", "data", "grid_h", "grid_w", "extent", "region")}
+            names = m["class_names"] or []
+            idx = m["class_index"]
+            row["class_name"] = names[idx] if idx is not None and idx < len(names) else None
+            row["object_boxes"] = json.dumps((m["region"] or {}).get("boxes")) if m["region"] else None
+            row["tags"] = json.dumps(m["tags"] or {})
+            row["flags"] = ",".join(sorted(flags.get(m["image_id"], [])))
+            for key in ("captured_at", "processed_at"):
+                row[key] = m[key].isoformat() if m[key] is not None else None
+            if with_heatmap:
+                row["heatmap"] = (decode_heatmap(m["data"], m["grid_h"], m["grid_w"]).round(5).tolist()
+                                  if m["data"] is not None else None)
+                row["heatmap_extent"] = m["extent"]
+            yield row
+        after = batch[-1]["image_id"]

@@ -1,0 +1,1 @@
+"""The ``camwatch`` / ``python -m worker`` commands, one module each."""

@@ -1,0 +1,36 @@
+"""What the commands share: the model options and turning parsed arguments into settings."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from camwatch.conventions import PREPROCESS_MODES
+from camwatch.methods import method_help
+from camwatch.settings import Settings, load_settings
+
+#: Settings fields set by the model options (:func:`add_model_args`).
+MODEL_KEYS = ("model", "weights", "classes", "num_classes", "trust_pickle", "method", "target_layer", "device",
+              "preprocess", "batch_size")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="model spec: efficientnet_lite0 | torchvision:<arch> | python:<module>:<factory>")
+    g.add_argument("--weights", type=Path, help="state dict (.pt/.pth, weights_only) or .safetensors")
+    g.add_argument("--classes", type=Path, help="class names: one per line, or a JSON list")
+    g.add_argument("--num-classes", type=int, dest="num_classes")
+    g.add_argument("--trust-pickle", action="store_const", const=True, dest="trust_pickle",
+                   help="allow a fully pickled model file (runs code from the file)")
+    g.add_argument("--method", help=f"CAM method: {method_help()}")
+    g.add_argument("--target-layer", dest="target_layer", help="dotted module name (default: auto-detected)")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--preprocess", choices=PREPROCESS_MODES)
+    g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--config", type=Path, help="camwatch.toml (default: ./camwatch.toml when present)")
+
+
+def settings_from(args: argparse.Namespace, keys: Sequence[str]) -> Settings:
+    """Settings with the given command-line options (``None`` = not given) on top of env, TOML, defaults."""
+    return load_settings(getattr(args, "config", None), **{k: getattr(args, k, None) for k in keys})

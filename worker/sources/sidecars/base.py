@@ -1,0 +1,187 @@
+"""What every sidecar format shares: the configuration, the result, the registry, safe text reading and
+number/box checks, and a parse cache keyed by (path, mtime, size).
+
+A format is a :class:`SidecarFormat` registered under a stable key (:func:`register`): ``candidates``
+names the files that may hold the image's annotations (no I/O beyond listing), ``read`` parses one of them
+into a :class:`Found` (or ``None`` when the file does not list this image, as a COCO file may not), and
+raises :class:`Malformed` with the reason when the file cannot be used. ``suffixes`` tells the folder
+source which files are annotations, not images.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from camwatch.regions import Box, ObjectRegion
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AnnotationConfig:
+    """Where to look for annotations. ``roi`` maps a source name or a glob on the image's path relative
+    to the source root (``fnmatch``: ``*`` also crosses ``/``) to a box in stored-image pixels."""
+
+    coco_files: list[str] = field(default_factory=lambda: ["annotations.json", "_annotations.coco.json",
+                                                           "instances*.json"])
+    class_files: list[str] = field(default_factory=lambda: ["classes.txt", "obj.names"])
+    roi: dict[str, Box] = field(default_factory=dict)
+    path_tags: list[str] = field(default_factory=list)
+    max_sidecar_bytes: int = 16 << 20
+    max_coco_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        for key, box in self.roi.items():
+            try:
+                ObjectRegion(boxes=(tuple(float(v) for v in box),), source="roi")  # type: ignore[arg-type]
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"roi[{key!r}] = {box!r} is not a valid (x0, y0, x1, y1) box: {exc}") from None
+
+
+@dataclass
+class Annotations:
+    """Everything known about one image from its sidecars: region, label, tags, capture time, warnings."""
+
+    region: ObjectRegion | None = None
+    label: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    captured_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Malformed(Exception):
+    """A sidecar that cannot be used; the message is the reason."""
+
+
+@dataclass
+class Found:
+    """What one sidecar file says about the image."""
+
+    region: ObjectRegion | None = None
+    label: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    captured_at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """The image whose annotations are read: its path, folder, stem, source root, path relative to the
+    root, stored size (``None`` when unknown) and the configuration."""
+
+    path: Path
+    source_root: Path
+    relative: Path
+    width: int | None
+    height: int | None
+    config: AnnotationConfig
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The image's folder, then the source root (once when they are the same)."""
+        return tuple(dict.fromkeys((self.folder, self.source_root)))
+
+
+class SidecarFormat:
+    """Base of the registered formats (see the module docstring)."""
+
+    key: ClassVar[str]
+    description: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]]
+
+    def candidates(self, image: ImageContext) -> Sequence[Path]:
+        raise NotImplementedError
+
+    def read(self, path: Path, image: ImageContext) -> Found | None:
+        raise NotImplementedError
+
+
+#: Registered formats in priority order: the first that says something about a property wins.
+SIDECAR_FORMATS: dict[str, SidecarFormat] = {}
+
+
+def register(cls: type[SidecarFormat]) -> type[SidecarFormat]:
+    if cls.key in SIDECAR_FORMATS:
+        raise ValueError(f"sidecar format {cls.key!r} registered twice")
+    SIDECAR_FORMATS[cls.key] = cls()
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def read_text(path: Path, limit: int) -> str:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise Malformed(f"file is {size} bytes, above the limit of {limit}")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise Malformed("not UTF-8 text") from None
+    except OSError as exc:
+        raise Malformed(f"cannot read file ({exc.strerror or exc})") from None
+
+
+def number(value: Any, what: str) -> float:
+    """A finite number from a JSON/XML/text value, else :class:`Malformed`."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Malformed(f"{what} is not a number: {value!r}")
+    try:
+        out = float(value)
+    except ValueError:
+        raise Malformed(f"{what} is not a number: {value!r}") from None
+    if not math.isfinite(out):
+        raise Malformed(f"{what} is not finite: {value!r}")
+    return out
+
+
+def region_of(boxes: list[tuple[Box, str | None]], source: str) -> tuple[ObjectRegion | None, str | None]:
+    """Region of all boxes and the label of the largest one."""
+    if not boxes:
+        return None, None
+    try:
+        region = ObjectRegion(boxes=tuple(b for b, _ in boxes), source=source)
+    except ValueError as exc:
+        raise Malformed(str(exc)) from None
+    largest = max(boxes, key=lambda item: (item[0][2] - item[0][0]) * (item[0][3] - item[0][1]))
+    return region, largest[1]
+
+
+def matches_any(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def cached(parser: Callable[[Path, int], Any], path: Path, limit: int) -> Any:
+    """``parser(path, limit)``, cached by (path, mtime, size); a malformed file is cached too."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise Malformed(f"cannot read file ({exc.strerror})") from None
+    outcome = _parse_cached(parser, str(path), stat.st_mtime_ns, stat.st_size, limit)
+    if isinstance(outcome, Malformed):
+        raise Malformed(str(outcome))
+    return outcome
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(parser: Callable[[Path, int], Any], path: str, mtime_ns: int, size: int, limit: int) -> Any:
+    try:
+        return parser(Path(path), limit)
+    except Malformed as exc:
+        return exc

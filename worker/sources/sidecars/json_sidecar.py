@@ -1,0 +1,70 @@
+"""``json``: camwatch's own sidecar ``IMAGE.json`` (full file name, e.g. ``a.jpg.json``), else
+``STEM.json`` (``a.json``, unless that name is a COCO file's):
+``{"boxes": [[x0, y0, x1, y1], ...], "label": str, "tags": {str: scalar}, "captured_at": ISO-8601}``.
+A capture time without a zone is UTC. Unknown keys are noted, not an error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from worker.sources.sidecars.base import (
+    Found,
+    ImageContext,
+    Malformed,
+    SidecarFormat,
+    matches_any,
+    number,
+    read_text,
+    region_of,
+    register,
+)
+
+KEYS = frozenset({"boxes", "label", "tags", "captured_at"})
+
+
+@register
+class JsonSidecar(SidecarFormat):
+    key = "json"
+    description = "camwatch JSON next to the image: boxes, label, tags, captured_at"
+    suffixes = (".json",)
+
+    def candidates(self, image: ImageContext) -> Sequence[Path]:
+        own = image.path.with_name(image.path.name + ".json")
+        stem = image.folder / f"{image.stem}.json"
+        return [own] if matches_any(stem.name, image.config.coco_files) else [own, stem]
+
+    def read(self, path: Path, image: ImageContext) -> Found:
+        try:
+            doc = json.loads(read_text(path, image.config.max_sidecar_bytes))
+        except json.JSONDecodeError as exc:
+            raise Malformed(f"invalid JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise Malformed(f"expected a JSON object, got {type(doc).__name__}")
+        found = Found()
+        unknown = sorted(set(doc) - KEYS)
+        if unknown:
+            found.notes.append(f"{path}: ignored unknown keys {unknown} (known: {sorted(KEYS)})")
+        boxes = doc.get("boxes") or []
+        if not isinstance(boxes, list) or not all(isinstance(b, list) and len(b) == 4 for b in boxes):
+            raise Malformed('"boxes" must be a list of [x0, y0, x1, y1] lists')
+        parsed = [(tuple(number(v, f"box {b}") for v in b), None) for b in boxes]
+        found.region = region_of(parsed, "sidecar-json")[0]  # type: ignore[arg-type]
+        label = doc.get("label")
+        if label is not None and not isinstance(label, str):
+            raise Malformed(f'"label" must be a string, got {label!r}')
+        found.label = label
+        tags = doc.get("tags") or {}
+        if not isinstance(tags, dict) or not all(isinstance(v, str | int | float | bool) for v in tags.values()):
+            raise Malformed('"tags" must be an object of scalar values')
+        found.tags = {str(k): str(v) for k, v in tags.items()}
+        stamp = doc.get("captured_at")
+        if stamp is not None:
+            try:
+                moment = datetime.fromisoformat(stamp)
+            except (TypeError, ValueError):
+                raise Malformed(f'"captured_at" is not an ISO-8601 time: {stamp!r}') from None
+            found.captured_at = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return found
