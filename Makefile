@@ -33,13 +33,14 @@ test: venv chromium
 
 lint: venv
 	$(PY) -m ruff check .
-	$(PY) -m mypy worker db dashboard demo
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy camwatch worker db dashboard demo
 
 demo: venv
 	$(PY) -m demo.run
 
 dashboard: venv
-	$(PY) -m streamlit run dashboard/app.py -- --db $(DB)
+	$(PY) -m worker dashboard --db $(DB)
 
 benchmarks: venv
 	$(PY) benchmarks/cam_throughput.py

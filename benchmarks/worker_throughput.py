@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from camwatch.settings import Settings, load_settings
 from worker.cam.engine import CamEngine
-from worker.cli import build_engine
+from worker.cam.factory import build_engine
 from worker.service.worker import Worker
 
 
@@ -81,7 +81,8 @@ def raw_forward(cam: CamEngine, batch: int, seconds: float) -> float:
 
 
 def run_round(settings: Settings, cam: CamEngine) -> tuple[Worker, float]:
-    worker = Worker(settings, engine=cam)  # migrations of the fresh database happen here, untimed
+    worker = Worker(settings, engine=cam)
+    worker.bootstrap()  # migrations of the fresh database happen here, untimed
     t0 = time.perf_counter()
     worker.work(burst=True)
     return worker, time.perf_counter() - t0
@@ -127,7 +128,8 @@ def main() -> None:
         errors = 0
         for r in range(args.rounds):
             before = raw_forward(cam, args.batch_size, args.raw_seconds)
-            worker = Worker(settings_for(r), engine=cam)  # migrates the fresh database, untimed
+            worker = Worker(settings_for(r), engine=cam)
+            worker.bootstrap()  # migrates the fresh database, untimed
             progress[:] = [worker]
             t0 = time.perf_counter()
             worker.work(burst=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -47,8 +47,8 @@ class DriftSettings(BaseModel):
     """Windows and drift tests (defaults and their reasons: :mod:`camwatch.monitoring.drift`)."""
 
     window: WindowKind = "day"
-    window_count: int = Field(500, ge=1)
-    min_samples: int = Field(DEFAULT_MIN_SAMPLES, ge=2)
+    window_count: Annotated[int, Field(ge=1)] = 500
+    min_samples: Annotated[int, Field(ge=2)] = DEFAULT_MIN_SAMPLES
     heatmap_correlation_min: float = DEFAULT_HEATMAP_CORRELATION
     statistics: list[str] = Field(default_factory=lambda: [
         "centroid_x", "centroid_y", "spread", "entropy", "gini", "border_energy", "top5_share",

@@ -44,7 +44,7 @@ def window_mean_heatmaps(engine: Engine, f: ImageFilter, grid: tuple[int, int] |
     batch: HeatmapBatch
     for batch in iter_heatmaps(engine, f, limit=max_rows):
         sums.add(batch.class_index, batch.maps)
-    means = {int(c): m for c in sums.counts if (m := sums.mean([c])) is not None}
+    means = {int(c): m for c in sums.counts if (m := sums.mean([c])) is not None}  # type: ignore[call-overload]
     overall = sums.mean(list(sums.counts))
     if overall is not None:
         means[ALL_CLASSES] = overall

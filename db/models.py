@@ -162,10 +162,12 @@ class Prediction(Base):
 
 
 #: One nullable Float column per heatmap statistic of the registry, same names, registry order.
-HeatmapStatColumns = type("HeatmapStatColumns", (), {
-    "__doc__": "Columns of :data:`camwatch.statistics.registry.HEATMAP_KEYS` (mixed into :class:`Heatmap`).",
-    **{name: mapped_column(Float, nullable=True) for name in HEATMAP_KEYS},
-})
+class HeatmapStatColumns:
+    """Columns of :data:`camwatch.statistics.registry.HEATMAP_KEYS` (mixed into :class:`Heatmap`)."""
+
+
+for _name in HEATMAP_KEYS:
+    setattr(HeatmapStatColumns, _name, mapped_column(Float, nullable=True))
 
 
 class Heatmap(HeatmapStatColumns, Base):

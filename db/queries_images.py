@@ -23,7 +23,7 @@ from sqlalchemy.sql import ColumnElement
 
 from camwatch.conventions import REVIEW_STATUSES, UNREVIEWED
 from camwatch.monitoring.flags import FLAGGED_BELOW
-from camwatch.statistics.registry import HEATMAP_KEYS
+from camwatch.statistics.registry import CAM_BOX_KEYS, HEATMAP_KEYS
 from db.codec import decode_heatmap
 from db.models import (
     Flag,
@@ -143,7 +143,7 @@ def image_views(engine: Engine, image_ids: Sequence[int]) -> dict[int, ImageView
         return {}
     stmt = (select(Image.id, Image.uri, Image.width, Image.height, Image.thumbnail, Image.region,
                    Heatmap.grid_h, Heatmap.grid_w, Heatmap.data, Heatmap.extent, Heatmap.state,
-                   Heatmap.cam_box_x0, Heatmap.cam_box_y0, Heatmap.cam_box_x1, Heatmap.cam_box_y1)
+                   *(getattr(Heatmap, name) for name in CAM_BOX_KEYS))
             .outerjoin(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true()))
             .where(Image.id.in_(list(image_ids))))
     views: dict[int, ImageView] = {}

@@ -40,11 +40,17 @@ _SQLITE_PRAGMAS = (
 )
 
 
-def make_engine(url: str) -> Engine:
+#: Read-side setting for SQLite connections of readers (the dashboard): memory-map up to 1 GiB of the
+#: database file, so page reads are memory accesses instead of read() system calls through SQLite's 2 MB
+#: page cache (measured on a 1M-image database: 7-day aggregates about twice as fast). Safe with WAL.
+SQLITE_READER_MMAP_BYTES = 1 << 30
+
+
+def make_engine(url: str, *, reader: bool = False) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL, configured as described in the module docstring.
 
     PostgreSQL and SQLite files get a thread-safe queue pool (5 connections + 10 overflow) for the threaded
-    dashboard.
+    dashboard. ``reader`` (the dashboard) also memory-maps SQLite files (:data:`SQLITE_READER_MMAP_BYTES`).
     """
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
@@ -67,6 +73,8 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(parsed, **pool_args)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
+    if reader:
+        event.listen(engine, "connect", _sqlite_reader_pragmas)
     return engine
 
 
@@ -76,6 +84,14 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA mmap_size = {SQLITE_READER_MMAP_BYTES:d}")  # an int constant, no user input
     finally:
         cursor.close()
 

@@ -4,9 +4,9 @@
 
 1. ``demo.generate`` writes 13 of the 14 simulated days at once, then streams the last day into the
    folder over ``--live`` seconds (files appear while you watch).
-2. ``python -m worker run`` watches the folder with the real EfficientNet-Lite0 model and Grad-CAM,
+2. ``camwatch run`` (``python -m worker run``) watches the folder with the real EfficientNet-Lite0 model and Grad-CAM,
    builds the reference from the first images, flags and keeps drift current.
-3. The dashboard serves http://localhost:PORT (bound to 127.0.0.1).
+3. ``camwatch dashboard`` serves http://localhost:PORT (bound to 127.0.0.1).
 
 Everything stops on Ctrl-C (the worker finishes its batch first). The data stay in ``--out`` so the
 dashboard can be reopened later with ``make dashboard DB=sqlite:///demo_data/camwatch.db``.
@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                              "--live", str(args.live), "--force"], args.out / "generator.log"),
         "worker": _start([py, "-m", "worker", "run", "--source", str(stream), "--db", url,
                           "--stable-seconds", "1"], args.out / "worker.log"),
-        "dashboard": _start([py, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(args.port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true", "--",
-                             "--db", url, "--source-root", str(stream)], args.out / "dashboard.log"),
+        "dashboard": _start([py, "-m", "worker", "dashboard", "--port", str(args.port), "--db", url,
+                             "--source-root", str(stream)], args.out / "dashboard.log"),
     }
     stop = False
 

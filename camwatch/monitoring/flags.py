@@ -35,7 +35,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -204,9 +204,9 @@ class FlagConfig(BaseModel):
     energy_outside_max: float = 0.5
     border_energy_max: float = 0.6
     low_confidence_min: float = 0.1
-    atypical_k: float = Field(3.0, gt=0)
+    atypical_k: Annotated[float, Field(gt=0)] = 3.0
     atypical_min_correlation: float | None = None  # None: mean_r − k·σ_r of the reference, per class
-    atypical_min_reference: int = Field(30, ge=2)
+    atypical_min_reference: Annotated[int, Field(ge=2)] = 30
     atypical_fallback_to_overall: bool = True
     rules: tuple[str, ...] = Field(default_factory=lambda: tuple(FLAG_RULES))  # registry order
 

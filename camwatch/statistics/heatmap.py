@@ -37,7 +37,7 @@ from camwatch.statistics.grid import (
     working_grid_shape,
 )
 from camwatch.statistics.region import check_region, iou, near_object, object_boxes, region_coverage
-from camwatch.statistics.registry import ENGINE_KEYS, HEATMAP_KEYS, STATISTICS, StatisticDef
+from camwatch.statistics.registry import CAM_BOX_KEYS, ENGINE_KEYS, HEATMAP_KEYS, STATISTICS, StatisticDef
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -235,7 +235,7 @@ def compute_statistics(native: np.ndarray, width: int, height: int, *,
     values.update(_moment_values(h, total, width, height))
     values.update(_distribution_values(h, total, config))
     box = _cam_box(h, config.cam_box_threshold * h_max)
-    values.update(zip(("cam_box_x0", "cam_box_y0", "cam_box_x1", "cam_box_y1"), box, strict=True))
+    values.update(zip(CAM_BOX_KEYS, box, strict=True))
     cam_box_px = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
 
     if region is not None and coverage is not None:

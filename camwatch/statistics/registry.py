@@ -102,3 +102,5 @@ STATISTICS: dict[str, StatisticDef] = {d.key: d for d in _DEFINITIONS}
 HEATMAP_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.source == "heatmap")
 ENGINE_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.source == "engine")
 REGION_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.needs_region)
+#: The CAM box's corners (x0, y0, x1, y1), normalised to the image.
+CAM_BOX_KEYS: tuple[str, ...] = ("cam_box_x0", "cam_box_y0", "cam_box_x1", "cam_box_y1")

@@ -8,6 +8,7 @@ options on the command line, so signals reach Streamlit directly.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -22,10 +23,12 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def streamlit_command(settings: Settings, *, config: Path | None, source_roots: list[Path]) -> list[str]:
-    """The ``streamlit run`` command line serving the dashboard for ``settings``."""
-    import dashboard
-
-    app = Path(dashboard.__file__).resolve().parent / "app.py"
+    """The ``streamlit run`` command line serving the dashboard for ``settings``. The dashboard runs in its
+    own process: its files are located, not imported (the worker never imports the dashboard)."""
+    spec = importlib.util.find_spec("dashboard")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the dashboard package is not installed next to the worker")
+    app = Path(spec.origin).resolve().parent / "app.py"
     d = settings.dashboard
     command = [sys.executable, "-m", "streamlit", "run", str(app),
                "--server.address", d.host, "--server.port", str(d.port), "--server.headless", "true",

@@ -1,7 +1,7 @@
 """``camwatch explain IMAGE...``: overlay PNG and JSON report per image.
 
-Per image ``NAME.ext`` it writes ``OUT/NAME.cam.png`` (heatmap over the image, object box in green, CAM
-box in white) and ``OUT/NAME.cam.json`` (top-5 predictions, method, target layer and class, the native
+Per image ``NAME.ext`` it writes ``OUT/NAME.ext.cam.png`` (heatmap over the image, object box in green, CAM
+box in white) and ``OUT/NAME.ext.cam.json`` (top-5 predictions, method, target layer and class, the native
 heatmap as nested row-major lists spanning ``heatmap_extent`` of the original image — (0,0,1,1), the
 whole image, with the default preprocessing — and every statistic). A bad file gets one error line on
 stderr and the others are still done; the exit code is 1 if any file failed.

@@ -20,7 +20,6 @@ import socket
 import sys
 import time
 import uuid
-from pathlib import Path
 from types import FrameType
 
 from tqdm import tqdm
@@ -50,7 +49,8 @@ from worker.cam.engine import CamEngine
 from worker.runtime import limit_blas_threads
 from worker.service.monitor import recompute_drift
 from worker.service.pipeline import PipelineContext, process_batch
-from worker.sources.folder import FileCandidate, FolderSource, sha256_file
+from worker.sources import Source, open_source
+from worker.sources.folder import FileCandidate, sha256_file
 from worker.sources.sidecars import AnnotationConfig
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Worker:
         self.settings = settings
         self.cam: CamEngine | None = engine
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.sources: list[FolderSource] = []
+        self.sources: list[Source] = []
         self.reference: ReferenceHandle | None = None
         self.processed = self.errors = self.registered = 0
         self._known: dict[str, tuple[int, int]] = {}
@@ -97,12 +97,11 @@ class Worker:
 
         settings = self.settings
         limit_blas_threads()  # also when numpy was imported before the worker package
-        roots: list[tuple[Path, str | None]] = [(Path(p), None) for p in settings.source]
+        locations: list[tuple[str, str | None]] = [(str(p), None) for p in settings.source]
         if settings.reference.kind == "folder" and settings.reference.folder is not None:
-            roots.append((settings.reference.folder, REFERENCE_SOURCE))
-        for root, _ in roots:
-            if not root.is_dir():
-                raise FileNotFoundError(f"{root}: source folder not found")
+            locations.append((str(settings.reference.folder), REFERENCE_SOURCE))
+        for location, name in locations:
+            self.sources.append(open_source(location, name=name, settings=settings))
         self.db = make_engine(settings.db)
         upgrade(self.db)
         cam = self.cam = self.cam or build_engine(settings)
@@ -113,9 +112,6 @@ class Worker:
                 class_names=loaded.class_names, input_size=list(loaded.preprocessing.size),
                 preprocessing=loaded.preprocessing.to_json(), target_layer=cam.target_layer,
                 method=cam.method.key)
-        self.sources = [FolderSource(root, name=name, stable_seconds=settings.stable_seconds,
-                                     rescan_interval=settings.rescan_seconds, use_events=settings.use_events)
-                        for root, name in roots]
         with session_scope(self.db) as session:
             for src in self.sources:
                 self._known.update(known_uris(session, src.name))
@@ -169,7 +165,7 @@ class Worker:
         self.registered += new
         return new
 
-    def _register(self, src: FolderSource, candidates: list[FileCandidate]) -> int:
+    def _register(self, src: Source, candidates: list[FileCandidate]) -> int:
         """Hash a chunk of candidates and register them in one transaction; returns the number of new images."""
         found: list[tuple[FileCandidate, FileFound]] = []
         for cand in candidates:

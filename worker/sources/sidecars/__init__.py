@@ -35,7 +35,6 @@ from worker.sources.sidecars.base import (
     SIDECAR_FORMATS,
     AnnotationConfig,
     Annotations,
-    Found,
     ImageContext,
     Malformed,
 )
@@ -65,7 +64,7 @@ def read_annotations(image_path: Path, *, source_root: Path, config: AnnotationC
         raise ValueError(f"{image_path} is not inside the source root {source_root}") from None
     image = ImageContext(image_path, source_root, relative, width, height, config)
     result = Annotations(tags=dict(zip(config.path_tags, relative.parts[:-1], strict=False)))
-    found: list[Found] = []
+    found: list[Annotations] = []
     broken = False
     for fmt in SIDECAR_FORMATS.values():
         for sidecar in fmt.candidates(image):
@@ -81,7 +80,7 @@ def read_annotations(image_path: Path, *, source_root: Path, config: AnnotationC
                 found.append(item)
                 break
     for item in found:
-        result.warnings.extend(item.notes)
+        result.warnings.extend(item.warnings)
         result.region = result.region or item.region
         result.label = result.label or item.label
         result.tags.update(item.tags)

@@ -3,7 +3,7 @@ number/box checks, and a parse cache keyed by (path, mtime, size).
 
 A format is a :class:`SidecarFormat` registered under a stable key (:func:`register`): ``candidates``
 names the files that may hold the image's annotations (no I/O beyond listing), ``read`` parses one of them
-into a :class:`Found` (or ``None`` when the file does not list this image, as a COCO file may not), and
+into :class:`Annotations` (or ``None`` when the file does not list this image, as a COCO file may not), and
 raises :class:`Malformed` with the reason when the file cannot be used. ``suffixes`` tells the folder
 source which files are annotations, not images.
 """
@@ -48,7 +48,8 @@ class AnnotationConfig:
 
 @dataclass
 class Annotations:
-    """Everything known about one image from its sidecars: region, label, tags, capture time, warnings."""
+    """What sidecars say about one image (one file's findings, or all of them merged): region, label, tags,
+    capture time, and warnings about what was ignored."""
 
     region: ObjectRegion | None = None
     label: str | None = None
@@ -59,17 +60,6 @@ class Annotations:
 
 class Malformed(Exception):
     """A sidecar that cannot be used; the message is the reason."""
-
-
-@dataclass
-class Found:
-    """What one sidecar file says about the image."""
-
-    region: ObjectRegion | None = None
-    label: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    captured_at: datetime | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,7 +98,7 @@ class SidecarFormat:
     def candidates(self, image: ImageContext) -> Sequence[Path]:
         raise NotImplementedError
 
-    def read(self, path: Path, image: ImageContext) -> Found | None:
+    def read(self, path: Path, image: ImageContext) -> Annotations | None:
         raise NotImplementedError
 
 

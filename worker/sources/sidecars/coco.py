@@ -16,7 +16,7 @@ from pathlib import Path
 
 from camwatch.regions import Box
 from worker.sources.sidecars.base import (
-    Found,
+    Annotations,
     ImageContext,
     Malformed,
     SidecarFormat,
@@ -98,7 +98,7 @@ class CocoSidecar(SidecarFormat):
                        for name in _list_matching(str(folder), mtime_ns, tuple(image.config.coco_files)))
         return out
 
-    def read(self, path: Path, image: ImageContext) -> Found | None:
+    def read(self, path: Path, image: ImageContext) -> Annotations | None:
         """The image's boxes, or ``None`` when this COCO file does not list the image."""
         index: CocoIndex = cached(parse_coco, path, image.config.max_coco_bytes)
         for name in (image.path.relative_to(path.parent).as_posix(), image.relative.as_posix()):
@@ -110,6 +110,6 @@ class CocoSidecar(SidecarFormat):
         return self._found(index.annotations[matches[0]]) if matches else None
 
     @staticmethod
-    def _found(boxes: tuple[tuple[Box, str | None], ...]) -> Found:
+    def _found(boxes: tuple[tuple[Box, str | None], ...]) -> Annotations:
         region, label = region_of(list(boxes), "coco")
-        return Found(region=region, label=label)
+        return Annotations(region=region, label=label)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from worker.sources.sidecars.base import (
-    Found,
+    Annotations,
     ImageContext,
     Malformed,
     SidecarFormat,
@@ -36,17 +36,17 @@ class JsonSidecar(SidecarFormat):
         stem = image.folder / f"{image.stem}.json"
         return [own] if matches_any(stem.name, image.config.coco_files) else [own, stem]
 
-    def read(self, path: Path, image: ImageContext) -> Found:
+    def read(self, path: Path, image: ImageContext) -> Annotations:
         try:
             doc = json.loads(read_text(path, image.config.max_sidecar_bytes))
         except json.JSONDecodeError as exc:
             raise Malformed(f"invalid JSON ({exc})") from None
         if not isinstance(doc, dict):
             raise Malformed(f"expected a JSON object, got {type(doc).__name__}")
-        found = Found()
+        found = Annotations()
         unknown = sorted(set(doc) - KEYS)
         if unknown:
-            found.notes.append(f"{path}: ignored unknown keys {unknown} (known: {sorted(KEYS)})")
+            found.warnings.append(f"{path}: ignored unknown keys {unknown} (known: {sorted(KEYS)})")
         boxes = doc.get("boxes") or []
         if not isinstance(boxes, list) or not all(isinstance(b, list) and len(b) == 4 for b in boxes):
             raise Malformed('"boxes" must be a list of [x0, y0, x1, y1] lists')

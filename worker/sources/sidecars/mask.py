@@ -8,7 +8,7 @@ from pathlib import Path
 
 from camwatch.imaging.decode import ImageDecodeError, load_mask
 from camwatch.regions import ObjectRegion
-from worker.sources.sidecars.base import Found, ImageContext, Malformed, SidecarFormat, register
+from worker.sources.sidecars.base import Annotations, ImageContext, Malformed, SidecarFormat, register
 
 
 @register
@@ -20,7 +20,7 @@ class MaskSidecar(SidecarFormat):
     def candidates(self, image: ImageContext) -> Sequence[Path]:
         return [image.folder / f"{image.stem}.mask.png"]
 
-    def read(self, path: Path, image: ImageContext) -> Found:
+    def read(self, path: Path, image: ImageContext) -> Annotations:
         try:
             mask = load_mask(path)
         except ImageDecodeError as exc:
@@ -30,4 +30,4 @@ class MaskSidecar(SidecarFormat):
                             "(as stored)")
         if not mask.any():
             raise Malformed("mask has no nonzero pixel")
-        return Found(region=ObjectRegion(mask=mask, source="mask"))
+        return Annotations(region=ObjectRegion(mask=mask, source="mask"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from camwatch.regions import Box
 from worker.sources.sidecars.base import (
-    Found,
+    Annotations,
     ImageContext,
     Malformed,
     SidecarFormat,
@@ -29,7 +29,7 @@ class VocSidecar(SidecarFormat):
     def candidates(self, image: ImageContext) -> Sequence[Path]:
         return [image.folder / f"{image.stem}.xml"]
 
-    def read(self, path: Path, image: ImageContext) -> Found:
+    def read(self, path: Path, image: ImageContext) -> Annotations:
         try:
             root = ElementTree.fromstring(read_text(path, image.config.max_sidecar_bytes))
         except ElementTree.ParseError as exc:
@@ -44,4 +44,4 @@ class VocSidecar(SidecarFormat):
             x0, y0, x1, y1 = (number(bndbox.findtext(tag), f"<{tag}>") for tag in ("xmin", "ymin", "xmax", "ymax"))
             boxes.append(((x0 - 1.0, y0 - 1.0, x1, y1), (obj.findtext("name") or "").strip() or None))
         region, label = region_of(boxes, "voc")
-        return Found(region=region, label=label)
+        return Annotations(region=region, label=label)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from camwatch.regions import Box
 from worker.sources.sidecars.base import (
-    Found,
+    Annotations,
     ImageContext,
     Malformed,
     SidecarFormat,
@@ -48,7 +48,7 @@ class YoloSidecar(SidecarFormat):
                     break  # an empty list in this folder: look in the next one
         return ()
 
-    def read(self, path: Path, image: ImageContext) -> Found:
+    def read(self, path: Path, image: ImageContext) -> Annotations:
         width, height = image.width, image.height
         if width is None or height is None:
             raise Malformed("YOLO boxes are normalised: the image size is needed to read them")
@@ -67,4 +67,4 @@ class YoloSidecar(SidecarFormat):
             box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
             boxes.append((box, names[cls] if cls < len(names) else str(cls)))
         region, label = region_of(boxes, "yolo")
-        return Found(region=region, label=label)
+        return Annotations(region=region, label=label)
