@@ -11,9 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Engine, Integer, MetaData, inspect
 
-from camwatch.statistics.registry import HEATMAP_KEYS
 from db.migrate import current_revision, downgrade, head_revision, upgrade
-from db.models import Base, Heatmap
+from db.models import Base
 from db.session import make_engine
 from tests.support import REPO
 from tests.support.databases import migrated_engine, postgres_schema
@@ -59,13 +58,6 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     upgrade(engine)
     upgrade(engine)  # idempotent at head
     assert _diffs(engine, Base.metadata) == []
-
-
-def test_heatmap_table_has_one_float_column_per_statistic() -> None:
-    columns = Heatmap.__table__.columns
-    assert len(HEATMAP_KEYS) == 19 == len(set(HEATMAP_KEYS))
-    for name in HEATMAP_KEYS:
-        assert name in columns and columns[name].nullable and columns[name].type.python_type is float
 
 
 def _upgrade_from_two_processes(url: str) -> None:
