@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RESOLUTIONS = ((1280, 720), (1920, 1080))
 #: Bumped whenever the generated rows change, so that cached databases (benchmarks) are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: flag thresholds read from FlagConfig (low_confidence 0.1)
 
 
 @dataclass(frozen=True)
