@@ -113,3 +113,6 @@ AUDIT_ACTIONS: dict[str, str] = {
 LOCAL_ACTOR = "local (no login)"
 #: ``audit_events.actor`` of a session opened with the shared password (it names nobody in particular).
 PASSWORD_ACTOR = "password login"
+
+#: Addresses that only this machine can reach: the dashboard's default and its safe bindings.
+LOCAL_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -35,6 +35,8 @@ _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBL
                | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 _CHUNK = 1 << 20
+#: Default cap on an image file's size (the worker's ``max_image_bytes``; the dashboard's originals).
+DEFAULT_MAX_IMAGE_BYTES = 256 << 20
 
 
 class UnsafeFile(Exception):

@@ -22,8 +22,10 @@ from pydantic_settings import (
 )
 
 from camwatch.conventions import PreprocessMode, WindowKind, window_kind_label
+from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
 from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
 from camwatch.monitoring.flags import FlagConfig
+from camwatch.passwords import check_hash_format
 
 CONFIG_ENV = "CAMWATCH_CONFIG"
 
@@ -76,6 +78,13 @@ class DashboardSettings(BaseModel):
     login_max_failures: Annotated[int, Field(ge=1)] = 5  # failed logins per client before a lockout
     login_lockout_seconds: Annotated[float, Field(gt=0)] = 60.0  # first lockout; doubles each time, max 1 h
 
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_hash_format(value)
+        return value
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMWATCH_", env_nested_delimiter="__", extra="ignore",
@@ -108,7 +117,7 @@ class Settings(BaseSettings):
     max_attempts: Annotated[int, Field(ge=1)] = 3  # crashes of a worker processing an image alone
     worker_id: str | None = None
     # bounds on what files control (docs/operations.md, "Untrusted files")
-    max_image_bytes: Annotated[int, Field(ge=1)] = 256 << 20
+    max_image_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_BYTES
     max_sidecar_bytes: Annotated[int, Field(ge=1)] = 16 << 20
     max_coco_bytes: Annotated[int, Field(ge=1)] = 128 << 20
     max_boxes: Annotated[int, Field(ge=1)] = 1000  # per image; more makes the sidecar malformed

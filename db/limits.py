@@ -5,7 +5,8 @@ longer value with ``DataError`` (which lost the whole batch), SQLite stores it s
 tag value longer than its column is cut to fit, ending in ``…``, and a warning is stored on the image.
 Text that no database can store is made storable: NUL characters (PostgreSQL text cannot hold them) and
 lone surrogates (a file name that is not UTF-8) are written as ``\\x00`` / ``\\udcff`` escapes. The number
-of tags, of warnings and the length of an error or warning are capped too.
+of tags, of warnings and the length of an error or warning are capped too. A tag key must name a slice
+(``key=value``): an empty key, or one holding ``=``, is renamed (``=`` becomes ``_``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def bounded(result: ImageResult) -> ImageResult:
             notes.append(f"{len(result.tags)} tags: only the first {MAX_TAGS} kept")
             break
         short_key, short_value = fit(str(key), TAG_KEY_CHARS), fit(str(value), TAG_VALUE_CHARS)
+        if not short_key or "=" in short_key:  # a slice is named key=value (camwatch.conventions.slice_label)
+            short_key = short_key.replace("=", "_") or "_"
+            notes.append("a tag key that was empty or held '=' was renamed (a slice is named key=value)")
         if short_key in tags:
             notes.append(f"two tag keys are equal once cut to {TAG_KEY_CHARS} characters: the first kept")
             continue
