@@ -40,6 +40,14 @@ TAG_KEY_CHARS = column_length(ImageTag.__table__.c.key)
 TAG_VALUE_CHARS = column_length(ImageTag.__table__.c.value)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def fit_int64(value: int) -> int:
+    """``value`` clamped to a BIGINT (a file modification time in the year 3000 is 3.2e19 ns: beyond it)."""
+    return min(max(int(value), INT64_MIN), INT64_MAX)
+
+
 def storable(text: str) -> str:
     """``text`` with NUL characters and lone surrogates written as backslash escapes."""
     if "\x00" in text:
@@ -61,27 +69,30 @@ def bounded(result: ImageResult) -> ImageResult:
     """``result`` with every text fitted to its column and the counts capped; a warning is added for each
     value that was cut (the result's own warnings come first)."""
     notes: list[str] = []
-    label = result.label
-    if label is not None:
-        label = fit(label, LABEL_CHARS)
-        if label != result.label:
-            notes.append(f"label cut to {LABEL_CHARS} characters")
+
+    def fitted(text: str, limit: int, what: str) -> str:
+        safe = storable(text)
+        if safe != text:
+            notes.append(f"{what}: characters no database can store were escaped")
+        if len(safe) > limit:
+            notes.append(f"{what} cut to {limit} characters")
+            return safe[:limit - 1] + ELLIPSIS
+        return safe
+
+    label = None if result.label is None else fitted(result.label, LABEL_CHARS, "label")
     tags: dict[str, str] = {}
     for key, value in result.tags.items():
         if len(tags) == MAX_TAGS:
             notes.append(f"{len(result.tags)} tags: only the first {MAX_TAGS} kept")
             break
-        short_key, short_value = fit(str(key), TAG_KEY_CHARS), fit(str(value), TAG_VALUE_CHARS)
+        short_key, short_value = fitted(str(key), TAG_KEY_CHARS, "a tag key"), fitted(str(value), TAG_VALUE_CHARS,
+                                                                                      "a tag value")
         if not short_key or "=" in short_key:  # a slice is named key=value (camwatch.conventions.slice_label)
             short_key = short_key.replace("=", "_") or "_"
             notes.append("a tag key that was empty or held '=' was renamed (a slice is named key=value)")
         if short_key in tags:
             notes.append(f"two tag keys are equal once cut to {TAG_KEY_CHARS} characters: the first kept")
             continue
-        if short_key != key:
-            notes.append(f"a tag key cut to {TAG_KEY_CHARS} characters")
-        if short_value != value:
-            notes.append(f"a tag value cut to {TAG_VALUE_CHARS} characters")
         tags[short_key] = short_value
     warnings = [fit(w, MAX_WARNING_CHARS) for w in [*result.warnings, *notes]]
     if len(warnings) > MAX_WARNINGS:

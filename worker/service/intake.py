@@ -32,10 +32,12 @@ class ContentChanged(Exception):
 
 @dataclass(frozen=True)
 class ReadImage:
-    """A claimed image's file: its path (the real name, also when the uri escapes bytes) and its bytes."""
+    """A claimed image's file: its path (the real name, also when the uri escapes bytes), its bytes and
+    its modification time (ns; None when it cannot be read)."""
 
     path: Path
     data: bytes
+    mtime_ns: int | None = None
 
 
 def read_claimed(claim: ClaimedImage, root: Path, max_bytes: int) -> ReadImage:
@@ -55,7 +57,11 @@ def read_claimed(claim: ClaimedImage, root: Path, max_bytes: int) -> ReadImage:
                 continue
             raise
         if hashlib.sha256(data).hexdigest() == claim.sha256:
-            return ReadImage(path, data)
+            try:
+                mtime: int | None = os.stat(path).st_mtime_ns
+            except OSError:
+                mtime = None
+            return ReadImage(path, data, mtime)
         changed = changed or (path, data)
     if changed is not None:
         path, data = changed

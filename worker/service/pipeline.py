@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camwatch.capture_time import choose_capture_time
+from camwatch.capture_time import choose_capture_time, from_mtime_ns
 from camwatch.files import UnsafeFile
 from camwatch.imaging.decode import DecodedImage, ImageDecodeError, load_image, make_thumbnail, orient_region
 from camwatch.monitoring.flags import FlagConfig, evaluate_flags
@@ -84,6 +84,7 @@ class _Decoded:
     image: DecodedImage
     notes: Annotations
     region: ObjectRegion | None
+    mtime: dt.datetime | None = None
 
     @property
     def pixels(self) -> int:
@@ -120,6 +121,7 @@ def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, Image
     try:
         read = read_claimed(claim, root, ctx.max_image_bytes)
         path, data = read.path, read.data
+        mtime = None if read.mtime_ns is None else from_mtime_ns(read.mtime_ns)
         del read
         stage = "decode"
         decoded = load_image(path, data=data, draft_size=max(ctx.engine.loaded.preprocessing.size))
@@ -139,13 +141,13 @@ def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, Image
         return None
     for warning in notes.warnings:
         log.warning("%s", warning, extra={"uri": claim.uri})
-    return _Decoded(claim, decoded, notes, region)
+    return _Decoded(claim, decoded, notes, region, mtime)
 
 
 def _capture_time(item: _Decoded, ctx: PipelineContext) -> tuple[dt.datetime, list[str]]:
     moment, _, warnings = choose_capture_time(
         [("sidecar", item.notes.captured_at), ("EXIF", item.image.captured_at),
-         ("file modification time", item.claim.captured_at)], ctx.clock())
+         ("file modification time", item.mtime), ("registration", item.claim.captured_at)], ctx.clock())
     return moment, warnings
 
 

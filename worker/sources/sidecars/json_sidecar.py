@@ -5,10 +5,12 @@ A capture time without a zone is UTC. Unknown keys are noted, not an error."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from camwatch.files import display_path
 from worker.sources.sidecars.base import (
     Annotations,
     ImageContext,
@@ -24,6 +26,7 @@ from worker.sources.sidecars.base import (
 )
 
 KEYS = frozenset({"boxes", "label", "tags", "captured_at"})
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 
 
 @register
@@ -44,8 +47,11 @@ class JsonSidecar(SidecarFormat):
         found = Annotations()
         unknown = sorted(str(k) for k in set(doc) - KEYS)
         if unknown:
-            shown = [k[:40] for k in unknown[:10]]
-            found.warnings.append(f"{path}: ignored {len(unknown)} unknown keys {shown} (known: {sorted(KEYS)})")
+            # names that look like a key someone meant (a typo of "boxes") are shown; anything else is only
+            # counted, so no arbitrary file content reaches the logs or the database
+            shown = [k for k in unknown if _KEY_NAME.fullmatch(k)][:10]
+            found.warnings.append(f"{display_path(path)}: ignored {len(unknown)} unknown keys"
+                                  + (f" {shown}" if shown else "") + f" (known: {sorted(KEYS)})")
         boxes = doc.get("boxes") or []
         if not isinstance(boxes, list) or not all(isinstance(b, list) and len(b) == 4 for b in boxes):
             raise Malformed('"boxes" must be a list of [x0, y0, x1, y1] lists')
@@ -70,5 +76,5 @@ class JsonSidecar(SidecarFormat):
                 found.captured_at = (moment.replace(tzinfo=UTC) if moment.tzinfo is None
                                      else moment.astimezone(UTC))
             except (OverflowError, ValueError):  # 0001-01-01T00:00+05:00 is in year 0 in UTC
-                found.warnings.append(f'{path}: "captured_at" lies outside the years 1..9999 in UTC: not used')
+                found.warnings.append(f'{display_path(path)}: "captured_at" lies outside the years 1..9999 in UTC: not used')
         return found
