@@ -5,6 +5,9 @@ so that processing the *victim* image there calls ``action`` (raise an exception
 The victim is recognised by its file name where the stage sees a file, and by its unique pixel size where
 it sees pixels or results (:data:`VICTIM_SIZE`).
 
+``python -m tests.support.faulty_worker slow SECONDS -- run ARGS...`` runs ``camwatch run ARGS`` once, each
+batch taking at least SECONDS in the model stage (a batch slower than the lease).
+
 As a script, ``python -m tests.support.faulty_worker STAGE VICTIM_NAME -- run ARGS...`` runs ``camwatch run
 ARGS`` in forked children (a real process each, SIGKILLed for real at the stage) until one exits normally,
 restarting after each crash as a supervisor would, and prints ``{"runs": [exit codes]}``. Forking from a
@@ -95,9 +98,29 @@ def install(stage: str, victim: str, action: Callable[[], None], patch: Callable
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
 
 
+def slow(seconds: float) -> None:
+    """Every model pass takes at least ``seconds`` (sleeping in ``CamEngine.prepare``)."""
+    import time
+
+    from worker.cam.engine import CamEngine
+
+    real_prepare = CamEngine.prepare
+
+    def prepare(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(seconds)
+        return real_prepare(self, *args, **kwargs)
+
+    CamEngine.prepare = prepare  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> int:
     stage, victim = argv[0], argv[1]
     command = argv[argv.index("--") + 1:]
+    if stage == "slow":
+        import worker.cli
+
+        slow(float(victim))
+        return worker.cli.main(command)
     import torch  # noqa: F401  (imported once here, inherited by every forked run)
 
     import worker.cli
