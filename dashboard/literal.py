@@ -9,7 +9,10 @@ HTML (``<a href>``, ``<b>``, ``<br>``) in titles, tick labels and legends.
 
 - :func:`md` escapes every ASCII punctuation character with a backslash (CommonMark lets any of them be
   escaped; an escaped character is plain text, so no link, image, emphasis, code span, heading, table,
-  HTML, math or directive can start) and turns line breaks into spaces.
+  HTML, math or directive can start) and turns line breaks into spaces. GitHub-flavoured *autolinks*
+  (``https://…``, ``www.…``, ``name@host``) are found in the text after escapes are resolved (measured in
+  Chromium: an escaped URL still became a link), so an invisible WORD JOINER (U+2060) follows every ``:``,
+  ``.`` and ``@``: the text looks the same and no autolink pattern matches it any more.
 - :func:`plot_text` escapes ``&``, ``<`` and ``>`` as HTML entities, which plotly shows as the characters.
 - :func:`csv_safe_frame` neutralises spreadsheet formulas (:mod:`camwatch.csv_safety`) in a DataFrame.
 
@@ -24,7 +27,10 @@ import pandas as pd
 
 from camwatch.csv_safety import neutralise
 
-_ESCAPED = {ord(c): "\\" + c for c in string.punctuation} | {ord("\n"): " ", ord("\r"): " "}
+WORD_JOINER = "\u2060"
+_JOINED = ":.@"
+_ESCAPED = ({ord(c): "\\" + c for c in string.punctuation} | {ord("\n"): " ", ord("\r"): " "}
+            | {ord(c): "\\" + c + WORD_JOINER for c in _JOINED})
 _HTML = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;"}
 
 
@@ -42,6 +48,6 @@ def csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells cannot start a spreadsheet formula."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
+        if pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
             out[column] = out[column].map(neutralise)
     return out
