@@ -24,7 +24,6 @@ symlink loops end and a folder reachable by its real path is reported under that
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -291,11 +290,3 @@ class FolderSource:
         with os.scandir(folder) as entries:
             yield from (e for e in entries if not e.name.startswith("."))
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file's bytes, read in ``chunk``-byte blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
