@@ -100,3 +100,19 @@ REVIEW_STATUSES: tuple[str, ...] = (UNREVIEWED, *REVIEW_VERDICTS)
 def review_status_label(status: str) -> str:
     """Short label of a review status (:data:`UNREVIEWED` or a verdict key)."""
     return VERDICTS[status].short if status in VERDICTS else status
+
+
+# ------------------------------------------------------------------------------------------------ audit
+
+#: Dashboard actions recorded in ``audit_events.action``, with their labels on the Image page.
+AUDIT_ACTIONS: dict[str, str] = {
+    "review": "reviewed",
+    "reference_add": "added to the reference",
+}
+#: ``audit_events.actor`` of a dashboard without a login (bound to localhost by default).
+LOCAL_ACTOR = "local (no login)"
+#: ``audit_events.actor`` of a session opened with the shared password (it names nobody in particular).
+PASSWORD_ACTOR = "password login"
+
+#: Addresses that only this machine can reach: the dashboard's default and its safe bindings.
+LOCAL_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,8 +22,10 @@ from pydantic_settings import (
 )
 
 from camwatch.conventions import PreprocessMode, WindowKind, window_kind_label
+from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
 from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
 from camwatch.monitoring.flags import FlagConfig
+from camwatch.passwords import check_hash_format
 
 CONFIG_ENV = "CAMWATCH_CONFIG"
 
@@ -63,11 +65,25 @@ class DriftSettings(BaseModel):
 
 
 class DashboardSettings(BaseModel):
+    """Where the dashboard listens and who may use it (``dashboard/auth.py`` explains the login)."""
+
     host: str = "127.0.0.1"
     port: int = 8501
-    password: str | None = None  # shared password; off when unset (localhost default)
+    password: str | None = None  # shared password in clear; off when unset (localhost default)
+    password_hash: str | None = None  # the same as a hash: `camwatch hash-password` prints one
     oidc: bool = False  # use st.login (OIDC configured in .streamlit/secrets.toml)
     cache_ttl_seconds: int = 10
+    session_idle_minutes: Annotated[float, Field(gt=0)] = 60.0  # a login ends after this long without use
+    session_max_hours: Annotated[float, Field(gt=0)] = 12.0  # and after this long in any case
+    login_max_failures: Annotated[int, Field(ge=1)] = 5  # failed logins per client before a lockout
+    login_lockout_seconds: Annotated[float, Field(gt=0)] = 60.0  # first lockout; doubles each time, max 1 h
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_hash_format(value)
+        return value
 
 
 class Settings(BaseSettings):
@@ -97,9 +113,20 @@ class Settings(BaseSettings):
     use_events: bool = True
     # processing
     thumbnails: Literal["all", "flagged", "none"] = "flagged"
-    lease_seconds: float = 300.0
-    max_attempts: int = 3
+    lease_seconds: Annotated[float, Field(gt=0)] = 300.0  # renewed while a batch runs
+    max_attempts: Annotated[int, Field(ge=1)] = 3  # crashes of a worker processing an image alone
     worker_id: str | None = None
+    # bounds on what files control (docs/operations.md, "Untrusted files")
+    max_image_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_IMAGE_BYTES
+    max_sidecar_bytes: Annotated[int, Field(ge=1)] = 16 << 20
+    max_coco_bytes: Annotated[int, Field(ge=1)] = 128 << 20
+    max_boxes: Annotated[int, Field(ge=1)] = 1000  # per image; more makes the sidecar malformed
+    max_batch_pixels: Annotated[int, Field(ge=1)] = 100_000_000  # decoded pixels held at once by a batch
+    # liveness and database faults (docs/operations.md, "Faults")
+    heartbeat_seconds: Annotated[float, Field(gt=0)] = 5.0  # also how often leases are renewed
+    dead_after_seconds: Annotated[float, Field(gt=0)] = 60.0  # a silent worker's claims are retried after this
+    db_retry_seconds: Annotated[float, Field(ge=0)] = 120.0  # transient database errors are retried this long
+    db_busy_timeout_seconds: Annotated[float, Field(ge=0)] = 30.0  # SQLite: wait for another writer's lock
     flags: FlagConfig = Field(default_factory=FlagConfig)
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
@@ -111,6 +138,14 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _liveness(self) -> Settings:
+        if self.dead_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(f"dead_after_seconds ({self.dead_after_seconds:g}) must be at least three heartbeats "
+                             f"(3 x heartbeat_seconds = {3 * self.heartbeat_seconds:g}): a live worker would be "
+                             "taken for dead")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

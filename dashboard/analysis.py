@@ -26,6 +26,7 @@ from camwatch.conventions import ALL_CLASSES
 from camwatch.monitoring.drift import default_test_for, get_test
 from camwatch.monitoring.heatmaps import MapSums, MeanHeatmap, correlation_on_grid
 from dashboard.figures import class_label, number
+from dashboard.literal import csv_safe_frame
 from db.codec import decode_heatmap
 from db.queries import ImageFilter, reference_values, sample_rate
 from db.queries_images import GalleryFilter, HeatmapBatch, flagged_page, flags_of, iter_heatmaps
@@ -119,7 +120,8 @@ def _quantiles(values: np.ndarray) -> dict[str, float | None]:
 
 def flagged_csv(engine: Engine, g: GalleryFilter, class_names: Sequence[str], max_rows: int) -> bytes:
     """The gallery's rows for filter ``g`` (most severe first, at most ``max_rows``) as UTF-8 CSV: one line
-    per image with its class name and its flags as ``rule=value (threshold t)`` joined by "; "."""
+    per image with its class name and its flags as ``rule=value (threshold t)`` joined by "; ". Text that a
+    spreadsheet would run as a formula is neutralised (:func:`dashboard.literal.csv_safe_frame`)."""
     listed = flagged_page(engine, g, max_rows, 0).drop(columns="total")
     reasons = flags_of(engine, listed["image_id"].tolist())
     described = {image_id: "; ".join(f"{r.rule}={number(r.value, '.4g')} (threshold {number(r.threshold, '.4g')})"
@@ -127,4 +129,4 @@ def flagged_csv(engine: Engine, g: GalleryFilter, class_names: Sequence[str], ma
                  for image_id, rows in reasons.groupby("image_id")}
     listed["class_name"] = [class_label(class_names, int(c)) for c in listed["class_index"]]
     listed["flags"] = [described.get(i, "") for i in listed["image_id"]]
-    return listed.to_csv(index=False).encode("utf-8")
+    return csv_safe_frame(listed).to_csv(index=False).encode("utf-8")

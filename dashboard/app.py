@@ -2,8 +2,11 @@
 
     streamlit run dashboard/app.py -- --db sqlite:///camwatch.db [--config camwatch.toml] [--source-root DIR ...]
 
-Run it from the repository root so that ``.streamlit/config.toml`` applies (bound to 127.0.0.1, usage
-statistics off, headless); ``--server.address 0.0.0.0`` (before the ``--``) overrides the address.
+``camwatch dashboard`` is the way to serve it: it binds ``[dashboard] host``/``port`` of the settings
+(127.0.0.1:8501 by default) wherever it is started. ``streamlit run`` binds before any camwatch code runs,
+so it cannot apply the settings; a server started that way that listens more widely than ``[dashboard]
+host`` allows shows an error instead of the data (run it from the repository root, whose
+``.streamlit/config.toml`` binds 127.0.0.1, or pass ``--server.address HOST`` before the ``--``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Reference bands are ``mean ± 3σ`` of the reference (population std, as stored in ``reference_stats``).
 Heatmaps use the ``turbo`` colour scale, like the overlays drawn by :mod:`camwatch.imaging.render`.
+Text from files and the database (class names, tag values, error reasons) goes through
+:func:`dashboard.literal.plot_text`, so plotly shows it and never interprets it as HTML.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from dashboard.literal import plot_text
 
 BAND_SIGMAS = 3.0
 DRIFT_COLOUR = "#d62728"
@@ -93,7 +97,7 @@ def class_mix(mix: pd.DataFrame, names: Sequence[str], top: int = 8) -> go.Figur
     fig = go.Figure()
     for cls in [*shown, -1]:
         if cls in table.columns:
-            name = "other" if cls == -1 else class_label(names, int(cls))
+            name = "other" if cls == -1 else plot_text(class_label(names, int(cls)))
             fig.add_trace(go.Bar(x=table.index, y=table[cls], name=name))
     fig.update_layout(barmode="stack", title="Predicted classes over time", height=320, **_LAYOUT)
     return fig
@@ -132,7 +136,7 @@ def heatmap_pair(reference: np.ndarray | None, current: np.ndarray | None, title
                           row=1, col=col)
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=title, height=260, **_LAYOUT)
+    fig.update_layout(title=plot_text(title), height=260, **_LAYOUT)
     return fig
 
 
@@ -140,10 +144,11 @@ def heatmap_grid(maps: Mapping[str, np.ndarray], columns: int = 4) -> go.Figure:
     """Small mean heatmaps, one per label, each on its own colour scale."""
     labels = list(maps)
     rows = max(1, math.ceil(len(labels) / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=labels, horizontal_spacing=0.03,
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[plot_text(v) for v in labels],
+                        horizontal_spacing=0.03,
                         vertical_spacing=0.12 / rows + 0.03)
     for i, label in enumerate(labels):
-        fig.add_trace(go.Heatmap(z=maps[label], colorscale="Turbo", showscale=False, name=label),
+        fig.add_trace(go.Heatmap(z=maps[label], colorscale="Turbo", showscale=False, name=plot_text(label)),
                       row=i // columns + 1, col=i % columns + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
@@ -158,7 +163,7 @@ def slice_boxes(table: pd.DataFrame, label: str) -> go.Figure:
     for row in table.itertuples():
         if row.median is None or pd.isna(row.median):
             continue
-        fig.add_trace(go.Box(name=str(row.value), x=[str(row.value)], q1=[row.q25], median=[row.median], q3=[row.q75],
+        fig.add_trace(go.Box(name=plot_text(row.value), x=[plot_text(row.value)], q1=[row.q25], median=[row.median], q3=[row.q75],
                              lowerfence=[row.q05], upperfence=[row.q95], mean=[row.mean], boxmean=True,
                              marker_color=DRIFT_COLOUR if row.ref_drifted is True else OK_COLOUR,
                              showlegend=False))
@@ -175,7 +180,8 @@ def throughput(frame: pd.DataFrame) -> go.Figure:
 
 def error_reasons(frame: pd.DataFrame) -> go.Figure:
     """Failed images per reason, largest first."""
-    fig = go.Figure(go.Bar(x=frame["images"], y=frame["reason"].str.slice(0, 80), orientation="h",
+    fig = go.Figure(go.Bar(x=frame["images"], y=[plot_text(r[:80]) for r in frame["reason"].astype(str)],
+                           orientation="h",
                            marker_color=DRIFT_COLOUR))
     fig.update_layout(title="Errors by reason", height=80 + 28 * max(1, len(frame)),
                       yaxis={"autorange": "reversed"}, **_LAYOUT)

@@ -9,6 +9,10 @@ limit, EXIF orientation). Thumbnails are the worker's JPEGs, opened with the JPE
 
 Overlays are drawn by :func:`camwatch.imaging.render.overlay` (heatmap, object boxes in green, CAM box in white);
 when no picture is available the heatmap alone is shown (:func:`camwatch.imaging.render.heatmap_image`).
+
+One bad picture never takes a page down: a stored thumbnail that does not decode, an original that cannot
+be read, a heatmap or box that cannot be drawn are each logged and that one picture falls back (to the
+original, the heatmap alone, or "not available"); the other pictures of the gallery are drawn as usual.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from pathlib import Path
 from PIL import Image as PILImage
 from sqlalchemy import Engine
 
+from camwatch.files import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    UnsafeFile,
+    check_confined,
+    is_within,
+    paths_for_uri,
+    read_confined,
+)
 from camwatch.imaging.decode import ImageDecodeError, load_image
 from camwatch.imaging.render import heatmap_image, overlay
 from db.queries_images import ImageView, image_views
@@ -36,21 +48,33 @@ FULL_EXTENT = (0.0, 0.0, 1.0, 1.0)
 
 
 def confined_path(uri: str, roots: Sequence[Path]) -> Path | None:
-    """The resolved file ``uri`` names, if it is a regular file inside one of ``roots`` (resolved); else None."""
+    """The file ``uri`` names (:func:`camwatch.files.paths_for_uri`), resolved, if it is a regular file
+    inside one of ``roots``; else None. Reading it goes through :func:`read_original` (checked again)."""
     if not roots or not uri:
         return None
-    candidate = Path(uri)
-    if not candidate.is_absolute():
+    for candidate in paths_for_uri(uri):
+        if not candidate.is_absolute():
+            return None
+        for root in roots:
+            try:
+                real, _ = check_confined(candidate, root)
+            except UnsafeFile as exc:
+                if exc.reason != "file not found" and not exc.reason.startswith("resolves outside"):
+                    log.warning("original %s not read: %s", uri, exc.reason)
+                continue
+            return Path(real)
+    log.debug("original %s: not a regular file under the source roots", uri)
+    return None
+
+
+def read_original(uri: str, roots: Sequence[Path]) -> tuple[Path, bytes] | None:
+    """The path and bytes of the original ``uri`` names, read confined to the root it lies in
+    (:func:`camwatch.files.read_confined`); None when it is not available there."""
+    path = confined_path(uri, roots)
+    root = None if path is None else next((r for r in roots if is_within(path, r)), None)
+    if path is None or root is None:
         return None
-    try:
-        resolved = candidate.resolve(strict=True)
-    except (OSError, RuntimeError) as exc:  # missing file, symlink loop, permission
-        log.debug("original %s not readable: %s", uri, exc)
-        return None
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        log.warning("original %s resolves to %s, outside the source roots: not read", uri, resolved)
-        return None
-    return resolved if resolved.is_file() else None
+    return path, read_confined(path, root, max_bytes=DEFAULT_MAX_IMAGE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -81,23 +105,29 @@ def base_picture(view: ImageView, roots: Sequence[Path], side: int,
     thumbnail is available."""
     order = ("original", "thumbnail") if prefer_original else ("thumbnail", "original")
     for source in order:
-        if source == "thumbnail" and view.thumbnail:
-            with PILImage.open(io.BytesIO(view.thumbnail), formats=["JPEG"]) as thumb:
-                return _fit(thumb.convert("RGB"), side), source
-        if source == "original" and (path := confined_path(view.uri, roots)) is not None:
-            try:
-                decoded = load_image(path, draft_size=side)
-            except ImageDecodeError as exc:
-                log.warning("image %d: %s", view.image_id, exc)
-                continue
-            return _fit(decoded.image, side), source
+        try:
+            if source == "thumbnail" and view.thumbnail:
+                with PILImage.open(io.BytesIO(view.thumbnail), formats=["JPEG"]) as thumb:
+                    return _fit(thumb.convert("RGB"), side), source
+            if source == "original" and (original := read_original(view.uri, roots)) is not None:
+                return _fit(load_image(original[0], data=original[1], draft_size=side).image, side), source
+        except (ImageDecodeError, UnsafeFile) as exc:
+            log.warning("image %d: %s picture not used: %s", view.image_id, source, exc)
+        except Exception as exc:  # a picture that breaks the decoder: this picture falls back, not the page
+            log.warning("image %d: %s picture not used (%s)", view.image_id, source, type(exc).__name__)
     return None
 
 
 def render_overlay(view: ImageView, roots: Sequence[Path], *, side: int, prefer_original: bool) -> Picture:
-    """The heatmap over the best available picture, boxes drawn; the heatmap alone when there is none."""
+    """The heatmap over the best available picture, boxes drawn; the heatmap alone when there is none or
+    when drawing on it fails."""
     base = base_picture(view, roots, side, prefer_original)
-    return heatmap_only(view, side) if base is None else _overlay_on(view, *base)
+    if base is not None:
+        try:
+            return _overlay_on(view, *base)
+        except Exception:  # e.g. a stored heatmap or extent that cannot be drawn over this picture
+            log.exception("image %d: overlay failed; showing the heatmap alone", view.image_id)
+    return heatmap_only(view, side)
 
 
 def _overlay_on(view: ImageView, img: PILImage.Image, source: str) -> Picture:
@@ -118,19 +148,27 @@ def heatmap_only(view: ImageView, side: int = HEATMAP_ONLY_SIDE) -> Picture:
     return Picture(_encode(coloured), "heatmap only", w, h)
 
 
+def _gallery_picture(view: ImageView, roots: Sequence[Path]) -> Picture | None:
+    if view.native is None:
+        base = base_picture(view, roots, GALLERY_SIDE, prefer_original=False)
+        return None if base is None else Picture(_encode(base[0]), base[1], base[0].width, base[0].height)
+    return render_overlay(view, roots, side=GALLERY_SIDE, prefer_original=False)
+
+
 def gallery_pictures(engine: Engine, image_ids: Sequence[int], roots: Sequence[Path]) -> dict[int, Picture]:
     """Overlays for a gallery page (thumbnail first, then the original); images without any heatmap and
-    picture are left out."""
+    picture, or whose picture cannot be drawn at all (logged), are left out."""
     pictures: dict[int, Picture] = {}
     for image_id, view in image_views(engine, list(image_ids)).items():
         if view.native is None and not view.thumbnail:
             continue
-        if view.native is None:
-            base = base_picture(view, roots, GALLERY_SIDE, prefer_original=False)
-            if base is not None:
-                pictures[image_id] = Picture(_encode(base[0]), base[1], base[0].width, base[0].height)
+        try:
+            picture = _gallery_picture(view, roots)
+        except Exception:  # one bad picture must not take the gallery down
+            log.exception("image %d: its gallery picture cannot be drawn", image_id)
             continue
-        pictures[image_id] = render_overlay(view, roots, side=GALLERY_SIDE, prefer_original=False)
+        if picture is not None:
+            pictures[image_id] = picture
     return pictures
 
 
@@ -152,5 +190,14 @@ def detail_pictures(engine: Engine, image_id: int, roots: Sequence[Path]) -> Det
     picture = None if base is None else Picture(_encode(base[0]), base[1], base[0].width, base[0].height)
     if view.native is None:
         return DetailPictures(picture, None, None)
-    drawn = heatmap_only(view, DETAIL_SIDE) if base is None else _overlay_on(view, *base)
-    return DetailPictures(picture, drawn, heatmap_only(view, DETAIL_SIDE))
+    try:
+        alone = heatmap_only(view, DETAIL_SIDE)
+    except Exception:  # a stored map that cannot be drawn: the page shows the rest
+        log.exception("image %d: its heatmap cannot be drawn", image_id)
+        return DetailPictures(picture, None, None)
+    try:
+        drawn = alone if base is None else _overlay_on(view, *base)
+    except Exception:
+        log.exception("image %d: overlay failed; showing the heatmap alone", image_id)
+        drawn = alone
+    return DetailPictures(picture, drawn, alone)

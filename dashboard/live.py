@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from camwatch.imaging.render import overlay
 from camwatch.methods import CAM_METHODS
 from camwatch.monitoring.heatmaps import correlation_on_grid
 from camwatch.settings import Settings
-from dashboard.images import DETAIL_SIDE, confined_path
+from dashboard.images import DETAIL_SIDE, confined_path, read_original
+from dashboard.literal import md
 from dashboard.state import AppConfig, query
 from db.queries_images import ImageDetail, image_views
 
@@ -50,10 +52,13 @@ class LiveHeatmap:
 
 
 def explain_live(path: Path, method: str, target_class: int | None, stored: np.ndarray | None,
-                 detail: ImageDetail, settings: Settings) -> LiveHeatmap:
-    """Explain the file at ``path`` (already confined to a source root) with ``method``."""
+                 detail: ImageDetail, settings: Settings, roots: Sequence[Path]) -> LiveHeatmap:
+    """Explain the file at ``path`` (read again confined to ``roots``) with ``method``."""
     engine = cam_engine(settings.model_dump_json(), method, settings)
-    decoded = load_image(path, draft_size=max(engine.loaded.preprocessing.size))
+    original = read_original(str(path), roots)
+    if original is None:
+        raise FileNotFoundError(f"{path} is no longer readable under the source roots")
+    decoded = load_image(original[0], data=original[1], draft_size=max(engine.loaded.preprocessing.size))
     (result,) = engine.explain([decoded.image], targets=[target_class],
                                original_sizes=[(decoded.width, decoded.height)])
     boxes = (detail.image.get("region") or {}).get("boxes", [])
@@ -85,7 +90,7 @@ def live_section(detail: ImageDetail, cfg: AppConfig) -> None:
     target = detail.prediction["class_index"] if detail.prediction else None
     view = query(image_views, [int(detail.image["id"])]).get(int(detail.image["id"]))
     stored = None if view is None else view.native
-    live = explain_live(path, method, target, stored, detail, cfg.settings)
+    live = explain_live(path, method, target, stored, detail, cfg.settings, cfg.source_roots)
     st.image(live.overlay_jpeg, caption=f"{method} (computed now, not stored)", width=DETAIL_SIDE // 2)
     if live.correlation is not None:
-        st.caption(f"Agreement with the stored {stored_method} heatmap: r = {live.correlation:.3f}")
+        st.caption(f"Agreement with the stored {md(stored_method)} heatmap: r = {live.correlation:.3f}")

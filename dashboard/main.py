@@ -7,7 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.auth import require_login
+from camwatch.conventions import LOCAL_HOSTS
+from dashboard.auth import configured_check, require_login
+from dashboard.literal import md
 from dashboard.state import clear_cache, config, engine
 from dashboard.widgets import time_range_selector
 from db.queries import last_processed
@@ -40,23 +42,41 @@ PAGES = (
 
 def _exposed(address: str | None) -> bool:
     """Whether ``server.address`` lets other machines connect (unset means every interface)."""
-    return address in (None, "", "0.0.0.0", "::")
+    return address not in LOCAL_HOSTS
+
+
+def binding_problem(bound: str | None, wanted: str) -> str | None:
+    """Why a server bound to ``bound`` (Streamlit's ``server.address``; unset = every interface) must not
+    serve when the settings say ``wanted`` (``[dashboard] host``), or None when it may.
+
+    ``streamlit run`` binds before any camwatch code runs, so it cannot honour the settings itself: a
+    server that listens more widely than the settings allow refuses to show anything instead."""
+    if not _exposed(bound) or bound == wanted or (wanted in ("0.0.0.0", "::") and bound in (None, "")):
+        return None
+    where = "every network interface" if bound in (None, "", "0.0.0.0", "::") else bound
+    return (f"This server listens on {where}, but the settings allow only {wanted} ([dashboard] host). "
+            f"Start it with `camwatch dashboard` (binds the settings' host and port), or pass "
+            f"`--server.address {wanted}` to `streamlit run`.")
 
 
 def run() -> None:
     st.set_page_config(page_title="camwatch", page_icon=":material/visibility:", layout="wide")
     settings = config().settings
+    served = bool(st.context.headers)  # False under streamlit.testing: no server listens at all
+    problem = binding_problem(st.get_option("server.address"), settings.dashboard.host) if served else None
+    if problem is not None:
+        st.error(problem, icon=":material/lock:")
+        return
     if not require_login(settings):
         return
     engine()  # connect and upgrade the schema before any page queries
     pages = [st.Page(PAGES_DIR / file, title=title, icon=icon, url_path=path, default=i == 0)
              for i, (file, title, icon, path) in enumerate(PAGES)]
     navigation = st.navigation(pages)
-    if _exposed(st.get_option("server.address")) and not (settings.dashboard.password or settings.dashboard.oidc):
-        st.sidebar.warning("This server listens on every network interface and has no login. Run it from the "
-                           "repository root (`.streamlit/config.toml` binds 127.0.0.1), pass `--server.address "
-                           "127.0.0.1`, or set a password.", icon=":material/lock_open:")
-    st.sidebar.caption(f"Database: `{engine().url.render_as_string(hide_password=True)}`")
+    if _exposed(st.get_option("server.address")) and not (configured_check(settings) or settings.dashboard.oidc):
+        st.sidebar.warning("This server listens on other machines' network and has no login: set "
+                           "[dashboard] password_hash (or oidc), or bind 127.0.0.1.", icon=":material/lock_open:")
+    st.sidebar.caption(f"Database: {md(engine().url.render_as_string(hide_password=True))}")
     time_range_selector()
     st.sidebar.toggle("Live", value=True, key="live",
                       help=f"Check for newly processed images every {LIVE_SECONDS} s and update the page")

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 import dashboard.analysis
 import dashboard.images
+import db.audit
 import db.queries
 import db.queries_images
 import db.queries_slices
@@ -41,8 +42,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 QUERY_MODULES: dict[str, ModuleType] = {
-    module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, dashboard.analysis,
-                                        dashboard.images)
+    module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, db.audit,
+                                           dashboard.analysis, dashboard.images)
 }
 
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import streamlit as st
 
 from dashboard.figures import class_label
+from dashboard.literal import md
+from dashboard.params import choice_param, invalid_note
 from dashboard.state import config, query
 from db.queries import ImageFilter, capture_range, class_names, sample_rate, status_counts
 from db.queries_slices import tag_keys, tag_values
@@ -100,22 +102,26 @@ def class_picker(label: str, key: str, *, allow_all: bool = True) -> int | None:
 
 def param_index(name: str, options: Sequence[str], default: int = 0) -> int:
     """Index of the URL query parameter ``name`` among ``options`` (a shareable link such as
-    ``/drift?statistic=energy_outside&slice=camera:cam-2``); ``default`` when absent or not an option."""
-    value = st.query_params.get(name)
-    return list(options).index(value) if value is not None and value in options else default
+    ``/drift?statistic=energy_outside&slice=camera:cam-2``); ``default`` when absent, and a friendly note
+    when it is not an option (:func:`dashboard.params.choice_param`)."""
+    return choice_param(name, options, default)
 
 
 def slice_picker(key: str) -> tuple[str | None, str | None]:
     """Tag key and value selectboxes; ``(None, None)`` for no slice. Preset by ``?slice=key:value``."""
     keys = query(tag_keys)
-    preset_key, _, preset_value = (st.query_params.get("slice") or "").partition(":")
+    preset = st.query_params.get("slice") or ""
+    preset_key, _, preset_value = preset.partition(":")
     options = [ANY, *keys]
     tag_key = st.selectbox("Slice: tag", options, index=options.index(preset_key) if preset_key in options else 0,
                            key=f"{key}_tag")
+    values = [ANY, *query(tag_values, tag_key)] if tag_key != ANY else [ANY]
+    if preset and (preset_key not in options
+                   or (tag_key == preset_key and preset_value and preset_value not in values)):
+        invalid_note("slice", preset, "a tag value stored here (key:value)")
     if tag_key == ANY:
         return None, None
-    values = [ANY, *query(tag_values, tag_key)]
-    value = st.selectbox(f"Slice: {tag_key} =", values,
+    value = st.selectbox(f"Slice: {md(tag_key)} =", values,
                          index=values.index(preset_value) if preset_value in values else 0, key=f"{key}_value")
     return (tag_key, value) if value != ANY else (None, None)
 

@@ -33,8 +33,10 @@ from db.types import utcnow
 from db.writes import (
     add_review,
     get_or_create_model_version,
+    heartbeat_state,
     model_fingerprint,
-    running_workers,
+    retire_worker,
+    silent_workers,
     upsert_drift_results,
     write_heartbeat,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS", "ClaimedImage", "DriftResultRecord", "FileFound", "FlagRecord", "HeatmapRecord",
     "ImageResult", "PredictionRecord", "RegisterOutcome", "add_review", "claim_batch", "complete_batch",
     "decode_heatmap", "encode_heatmap", "expire_claims", "get_or_create_model_version", "has_claimable_work", "known_uris", "make_engine",
-    "model_fingerprint", "register_file", "register_files", "release_claims", "renew_lease", "running_workers", "session_scope", "upgrade",
+    "model_fingerprint", "register_file", "register_files", "release_claims", "renew_lease", "heartbeat_state", "retire_worker", "silent_workers", "session_scope",
+    "upgrade",
     "upsert_drift_results", "utcnow", "write_heartbeat", "write_transaction",
 ]

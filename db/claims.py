@@ -11,18 +11,26 @@ worker's) to 'processing' with ``claimed_by = worker_id``, ``lease_until = now +
   concurrent claimers skip each other's locked rows, and a row committed meanwhile is re-checked
   against the WHERE clause before it is locked.
 
-``attempts`` counts claims. A row whose lease expired after ``max_attempts`` claims is not handed out
-again: it becomes 'error' ("gave up after N attempts ..."), since the image most likely crashes the
-worker. Leases use the workers' clocks: keep them NTP-synchronised and leases much longer than the skew.
+``attempts`` counts claims that did not end in a result (a clean shutdown gives its attempt back), and
+``solo_attempts`` those of the image alone. A worker that dies (SIGKILL, out of memory, a native crash)
+leaves its whole batch with expired leases, and only one image may be to blame. So expired work is
+retried in smaller groups, never mixed with new work: a row that crashed ``a`` times is re-claimed in a
+group of at most ``batch >> a`` rows (16, 8, 4, 2, then 1), the rows of one crashed batch together. Only
+crashes of an image claimed *alone* count against ``max_attempts``: such a row is then not handed out
+again but becomes 'error' with the reason, and no innocent image of its batches is ever given up.
+
+Workers claim only images of their own sources (``sources``): the image's file is read under a root the
+worker knows. Leases use the workers' clocks: keep them NTP-synchronised and leases much longer than the
+skew; a running worker renews its leases (:func:`renew_lease`) while a batch takes long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Engine, String, and_, cast, literal, select, update
+from sqlalchemy import Engine, String, and_, case, cast, literal, select, true, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -43,19 +51,30 @@ def _lock_candidates(conn: Connection, query: Select[int]) -> Select[int]:
     return query
 
 
-def _give_up(conn: Connection, now: dt.datetime, max_attempts: int) -> None:
-    expired = and_(Image.status == "processing", Image.lease_until < now, Image.attempts >= max_attempts)
+def _mine(sources: Sequence[str] | None) -> ColumnElement[bool]:
+    return true() if sources is None else Image.source.in_(list(sources))
+
+
+def retry_group_size(batch_size: int, crashes: int) -> int:
+    """How many expired rows that crashed ``crashes`` times are re-claimed together: ``batch >> crashes``,
+    at least 1 (halving per crash isolates the one image that kills the worker in log2(batch) crashes)."""
+    return max(1, batch_size >> max(0, crashes))
+
+
+def _give_up(conn: Connection, now: dt.datetime, max_attempts: int, mine: ColumnElement[bool]) -> None:
+    expired = and_(Image.status == "processing", Image.lease_until < now, Image.solo_attempts >= max_attempts,
+                   mine)
     candidates = _lock_candidates(conn, select(Image.id).where(expired))
-    reason = (literal("gave up after ") + cast(Image.attempts, String)
-              + literal(" attempts (worker crashed while processing it?)"))
+    reason = (literal("gave up: the worker process died ") + cast(Image.solo_attempts, String)
+              + literal(" times while processing this image alone (out of memory or a crash in native code?)"))
     given_up = conn.execute(
         update(Image).where(Image.id.in_(candidates.scalar_subquery()))
         .values(status="error", error=reason, claimed_by=None, lease_until=None, processed_at=now)
-        .returning(Image.id, Image.uri, Image.attempts)
+        .returning(Image.id, Image.uri, Image.solo_attempts)
     ).all()
     for row in given_up:
-        log.warning("image %d (%s): gave up after %d attempts; its lease expired each time", row.id, row.uri,
-                    row.attempts)
+        log.warning("image %d (%s): gave up after %d crashes of a worker processing it alone", row.id, row.uri,
+                    row.solo_attempts)
 
 
 def _take(conn: Connection, claimable: ColumnElement[bool], limit: int, worker_id: str,
@@ -65,13 +84,17 @@ def _take(conn: Connection, claimable: ColumnElement[bool], limit: int, worker_i
     For a fixed status that is the order of ``ix_images_status_lease_until_id``, so the database reads
     ``limit`` index entries instead of sorting the whole backlog (measured, a claim of 32 with 100k pending
     rows behind 100k finished ones: about 5 ms on SQLite and 15 ms on PostgreSQL, which took 90 ms when
-    ``id`` was missing from the index and it had to sort).
+    ``id`` was missing from the index and it had to sort). A claim of one row counts a solo attempt.
     """
     candidates = _lock_candidates(
         conn, select(Image.id).where(claimable).order_by(Image.lease_until, Image.id).limit(limit))
+    ids = list(conn.execute(candidates).scalars())
+    if not ids:
+        return []
     rows = conn.execute(
-        update(Image).where(Image.id.in_(candidates.scalar_subquery()))
-        .values(status="processing", claimed_by=worker_id, lease_until=lease_until, attempts=Image.attempts + 1)
+        update(Image).where(Image.id.in_(ids))
+        .values(status="processing", claimed_by=worker_id, lease_until=lease_until, attempts=Image.attempts + 1,
+                solo_attempts=Image.solo_attempts + (1 if len(ids) == 1 else 0))
         .returning(Image.id, Image.uri, Image.sha256, Image.captured_at, Image.source)
     ).all()
     return [ClaimedImage(id=r.id, uri=r.uri, sha256=r.sha256, captured_at=r.captured_at, source=r.source)
@@ -79,10 +102,13 @@ def _take(conn: Connection, claimable: ColumnElement[bool], limit: int, worker_i
 
 
 def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float,
-                max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> list[ClaimedImage]:
-    """Claim up to ``limit`` images for ``worker_id``; returned sorted by id. See the module docstring.
+                max_attempts: int = DEFAULT_MAX_ATTEMPTS, *,
+                sources: Sequence[str] | None = None) -> list[ClaimedImage]:
+    """Claim up to ``limit`` images for ``worker_id`` (of ``sources`` only, when given); returned sorted by
+    id. See the module docstring.
 
-    Expired claims (oldest lease first) are retried before pending images (oldest registration first).
+    Expired claims (oldest lease first, in a retry group of :func:`retry_group_size`) are retried before
+    pending images (oldest registration first); the two are never mixed in one batch.
     """
     if limit <= 0:
         raise ValueError(f"claim limit must be positive, got {limit}")
@@ -92,12 +118,18 @@ def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float
         raise ValueError(f"max_attempts must be positive, got {max_attempts}")
     now = utcnow()
     lease_until = now + dt.timedelta(seconds=lease_seconds)
+    mine = _mine(sources)
     with write_transaction(engine) as conn:
-        _give_up(conn, now, max_attempts)
-        claimed = _take(conn, and_(Image.status == "processing", Image.lease_until < now), limit, worker_id,
-                        lease_until)
-        if len(claimed) < limit:
-            claimed += _take(conn, Image.status == "pending", limit - len(claimed), worker_id, lease_until)
+        _give_up(conn, now, max_attempts, mine)
+        expired = and_(Image.status == "processing", Image.lease_until < now, mine)
+        crashes = conn.execute(select(Image.attempts).where(expired).order_by(Image.lease_until, Image.id)
+                               .limit(1)).scalar()
+        claimed: list[ClaimedImage] = []
+        if crashes is not None:
+            claimed = _take(conn, expired, min(limit, retry_group_size(limit, int(crashes))), worker_id,
+                            lease_until)
+        if not claimed:
+            claimed = _take(conn, and_(Image.status == "pending", mine), limit, worker_id, lease_until)
     claimed.sort(key=lambda c: c.id)
     if claimed:
         log.debug("worker %s claimed %d images (ids %d..%d)", worker_id, len(claimed), claimed[0].id,
@@ -127,15 +159,21 @@ def renew_lease(engine: Engine, worker_id: str, ids: Iterable[int], lease_second
     return renewed
 
 
-def release_claims(engine: Engine, worker_id: str) -> int:
+def release_claims(engine: Engine, worker_id: str, *, solo: bool = False) -> int:
     """Give back ``worker_id``'s unfinished claims at a clean shutdown; returns how many.
 
-    The rows become 'pending' again and their interrupted attempt is not counted against ``max_attempts``.
+    The rows become 'pending' again and their interrupted attempt is not counted (``solo``: the claim was of
+    one image, whose solo attempt is given back too). Claims whose lease already ended (:func:`expire_claims`
+    after a failure) are left as they are: their attempt counts.
     """
+    solo_attempts = Image.solo_attempts - 1 if solo else Image.solo_attempts
+    now = utcnow()
     with write_transaction(engine) as conn:
         released = conn.execute(
-            update(Image).where(Image.claimed_by == worker_id, Image.status == "processing")
-            .values(status="pending", claimed_by=None, lease_until=None, attempts=Image.attempts - 1)
+            update(Image).where(Image.claimed_by == worker_id, Image.status == "processing",
+                                Image.lease_until > now)
+            .values(status="pending", claimed_by=None, lease_until=None, attempts=Image.attempts - 1,
+                    solo_attempts=case((solo_attempts < 0, 0), else_=solo_attempts))
             .returning(Image.id)
         ).all()
     if released:
@@ -163,8 +201,8 @@ def expire_claims(engine: Engine, worker_id: str) -> int:
     return len(expired)
 
 
-def has_claimable_work(engine: Engine) -> bool:
-    """Whether any image is still pending or being processed (by anyone)."""
+def has_claimable_work(engine: Engine, sources: Sequence[str] | None = None) -> bool:
+    """Whether any image (of ``sources``, when given) is still pending or being processed (by anyone)."""
     with engine.connect() as conn:
-        return conn.execute(select(Image.id).where(Image.status.in_(("pending", "processing"))).limit(1)
-                            ).first() is not None
+        return conn.execute(select(Image.id).where(Image.status.in_(("pending", "processing")), _mine(sources))
+                            .limit(1)).first() is not None

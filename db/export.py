@@ -1,7 +1,7 @@
 """The export query: every processed image with its prediction, primary heatmap, statistics and flags,
 streamed in chunks of :data:`CHUNK` rows (keyset pagination on the image id).
 
-Columns: image_id, uri, sha256, status, error, source, captured_at, processed_at, width, height, label,
+Columns: image_id, uri, sha256, status, error, warnings (JSON list), source, captured_at, processed_at, width, height, label,
 tags (JSON), object_boxes (JSON), model_version_id, model_spec, class_index, class_name, confidence,
 correct, method, target_class, heatmap_state, raw_max, raw_sum, target_logit, every statistic of
 :data:`camwatch.statistics.registry.HEATMAP_KEYS`, flags (comma-separated rule keys). With ``with_heatmap``
@@ -25,7 +25,8 @@ CHUNK = 2000
 
 
 def _query(after_id: int) -> Select:
-    return (select(Image.id.label("image_id"), Image.uri, Image.sha256, Image.status, Image.error, Image.source,
+    return (select(Image.id.label("image_id"), Image.uri, Image.sha256, Image.status, Image.error, Image.warnings,
+                   Image.source,
                    Image.captured_at, Image.processed_at, Image.width, Image.height, Image.label, Image.tags,
                    Image.region, Image.model_version_id, ModelVersion.spec.label("model_spec"),
                    ModelVersion.class_names, Prediction.class_index, Prediction.confidence, Prediction.correct,
@@ -59,6 +60,7 @@ def iter_rows(engine: Engine, *, with_heatmap: bool) -> Iterator[dict[str, Any]]
             row["class_name"] = names[idx] if idx is not None and idx < len(names) else None
             row["object_boxes"] = json.dumps((m["region"] or {}).get("boxes")) if m["region"] else None
             row["tags"] = json.dumps(m["tags"] or {})
+            row["warnings"] = json.dumps(m["warnings"]) if m["warnings"] else None
             row["flags"] = ",".join(sorted(flags.get(m["image_id"], [])))
             for key in ("captured_at", "processed_at"):
                 row[key] = m[key].isoformat() if m[key] is not None else None

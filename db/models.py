@@ -106,7 +106,10 @@ class Image(Base):
     processed_at: Mapped[dt.datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)  # what was ignored or replaced (bad sidecar, clock)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # claims of this image alone (a batch of one): only a crash then convicts it (see db.claims)
+    solo_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
@@ -315,6 +318,8 @@ class WorkerHeartbeat(Base):
     __table_args__ = (_one_of("state", WORKER_STATES),)
 
     worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # random per process start: claims carry it (images.claimed_by), recovery ends a silent one's claims
+    instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
     hostname: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int] = mapped_column(Integer)
     source: Mapped[str | None] = mapped_column(String(200))
@@ -325,3 +330,22 @@ class WorkerHeartbeat(Base):
     processed: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     images_per_s: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditEvent(Base):
+    """Who changed what from the dashboard (reviews, reference membership), shown on the Image page.
+
+    ``actor`` is the authenticated identity (OIDC e-mail or name), ``"password login"`` for the shared
+    password, or ``"local (no login)"``; ``client`` the address the request came from, when known."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_image_id_at", "image_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    client: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))  # a key of camwatch.conventions.AUDIT_ACTIONS
+    image_id: Mapped[int | None] = mapped_column(_image_fk())
+    reference_id: Mapped[int | None] = mapped_column(ForeignKey("references.id", ondelete="SET NULL"))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

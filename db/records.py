@@ -91,7 +91,8 @@ class ImageResult:
     """Everything the worker learned about one claimed image, written by :func:`db.results.complete_batch`.
 
     ``status`` is 'ok' or 'error' (then ``error`` says why); ``captured_at``, when given, overrides
-    the capture time the scanner registered (e.g. EXIF read during decoding).
+    the capture time the scanner registered (e.g. EXIF read during decoding); ``warnings`` say what was
+    ignored or replaced (a malformed sidecar, an implausible capture time).
     """
 
     image_id: int
@@ -110,6 +111,7 @@ class ImageResult:
     prediction: PredictionRecord | None = None
     heatmap: HeatmapRecord | None = None
     flags: list[FlagRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

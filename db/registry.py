@@ -9,6 +9,7 @@ images, one lookup of bytes already known, one multi-row upsert of sightings), n
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
+from db.limits import fit_int64
 from db.models import Image, Sighting
 from db.records import FileFound, RegisterOutcome
 from db.session import dialect_insert, require_write_session
@@ -58,7 +60,11 @@ def register_files(session: Session, files: Sequence[FileFound], *,
     return outcomes
 
 
-def _register_chunk(conn: Connection, files: Sequence[FileFound], seen: dt.datetime) -> list[RegisterOutcome]:
+def _register_chunk(conn: Connection, given: Sequence[FileFound], seen: dt.datetime) -> list[RegisterOutcome]:
+    # sizes and mtimes fitted to BIGINT (an mtime in the year 3000 does not fit in nanoseconds)
+    files = [f if (fit_int64(f.mtime_ns), fit_int64(f.size_bytes)) == (f.mtime_ns, f.size_bytes) else
+             dataclasses.replace(f, mtime_ns=fit_int64(f.mtime_ns), size_bytes=fit_int64(f.size_bytes))
+             for f in given]
     latest = {f.uri: f for f in files}  # a uri listed twice: its last entry wins
     current = {row.uri: row for row in conn.execute(
         select(Sighting.id, Sighting.uri, Sighting.size_bytes, Sighting.mtime_ns, Image.sha256)

@@ -16,6 +16,7 @@ from sqlalchemy.sql.dml import Update
 from camwatch.statistics.heatmap import HEATMAP_STATES
 from camwatch.statistics.registry import HEATMAP_KEYS
 from db.codec import encode_heatmap
+from db.limits import bounded
 from db.models import Flag, Heatmap, Image, ImageTag, Prediction
 from db.records import HeatmapRecord, ImageResult, PredictionRecord
 from db.session import write_transaction
@@ -79,13 +80,14 @@ def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
 # Image columns copied from the result as they are; processed_at, tags and captured_at are set apart.
 _COPIED_FIELDS = ("status", "error", "width", "height", "format", "label", "label_index", "region", "thumbnail",
                   "model_version_id")
-_IMAGE_FIELDS = (*_COPIED_FIELDS, "processed_at", "tags")
+_IMAGE_FIELDS = (*_COPIED_FIELDS, "processed_at", "tags", "warnings")
 
 
 def _image_params(result: ImageResult, now: dt.datetime) -> dict[str, Any]:
     """Bound values of the image row's UPDATE (see :func:`_image_update`)."""
     values = {key: getattr(result, key) for key in _COPIED_FIELDS}
-    values.update(processed_at=now, tags=dict(result.tags) or None, captured_at=result.captured_at)
+    values.update(processed_at=now, tags=dict(result.tags) or None, captured_at=result.captured_at,
+                  warnings=list(result.warnings) or None)
     return {f"b_{key}": value for key, value in values.items()} | {"b_id": result.image_id}
 
 
@@ -120,9 +122,11 @@ def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult
     taken over by another worker is skipped (and logged), so nothing is written twice. Any earlier
     tags, prediction, heatmaps and flags of a written image are replaced (a re-processed image keeps
     only its newest results; heatmaps computed on demand for the old state are dropped with them).
+    Texts are fitted to their columns first (:func:`db.limits.bounded`), on every database.
     """
     for result in results:
         _validate(result)
+    results = [bounded(r) for r in results]
     if len({r.image_id for r in results}) != len(results):
         raise ValueError(f"worker {worker_id}: the batch lists an image more than once")
     ordered = sorted(results, key=lambda r: r.image_id)  # a fixed lock order across workers

@@ -1,6 +1,6 @@
 """Engines, sessions and transactions for SQLite (default) and PostgreSQL.
 
-SQLite: each new connection gets ``busy_timeout = 30 s`` (a second writer waits instead of failing),
+SQLite: each new connection gets ``busy_timeout`` (30 s by default: a second writer waits instead of failing),
 ``journal_mode = WAL`` (a long dashboard read does not block the worker's commits), ``foreign_keys = ON``
 and ``synchronous = NORMAL`` (safe with WAL; a power cut may lose the last commits, never corrupt).
 The sqlite3 driver's own transaction handling is switched off (``isolation_level = None``) and
@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _BEGIN_OPTION = "camwatch_sqlite_begin"
+DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
 _SQLITE_PRAGMAS = (
-    # busy_timeout first: switching a fresh file to WAL needs a lock another process may hold.
-    "PRAGMA busy_timeout = 30000",
+    # busy_timeout first (set apart, per engine): switching a fresh file to WAL needs a lock another
+    # process may hold.
     "PRAGMA journal_mode = WAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA synchronous = NORMAL",
@@ -46,11 +47,14 @@ _SQLITE_PRAGMAS = (
 SQLITE_READER_MMAP_BYTES = 1 << 30
 
 
-def make_engine(url: str, *, reader: bool = False) -> Engine:
+def make_engine(url: str, *, reader: bool = False,
+                busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL, configured as described in the module docstring.
 
     PostgreSQL and SQLite files get a thread-safe queue pool (5 connections + 10 overflow) for the threaded
     dashboard. ``reader`` (the dashboard) also memory-maps SQLite files (:data:`SQLITE_READER_MMAP_BYTES`).
+    ``busy_timeout_seconds``: how long a SQLite statement waits for another process's lock before failing
+    with "database is locked" (the worker then retries, :mod:`db.faults`).
     """
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
@@ -71,17 +75,23 @@ def make_engine(url: str, *, reader: bool = False) -> Engine:
         pool_args = {"pool_size": 5, "max_overflow": 10}
     # In-memory and URI databases keep SQLAlchemy's own pool choice (one connection per thread for :memory:).
     engine = create_engine(parsed, **pool_args)
-    event.listen(engine, "connect", _sqlite_on_connect)
+    busy_ms = max(0, int(busy_timeout_seconds * 1000))
+
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        _sqlite_on_connect(dbapi_connection, connection_record, busy_ms)
+
+    event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     if reader:
         event.listen(engine, "connect", _sqlite_reader_pragmas)
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any, busy_ms: int) -> None:
     dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own; _sqlite_on_begin does
     cursor = dbapi_connection.cursor()
     try:
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms:d}")  # an int, no user input
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
     finally:

@@ -1,15 +1,17 @@
-"""Small writes shared by the worker and the dashboard: model versions, heartbeats, reviews, drift results."""
+"""Small writes shared by the worker and the dashboard: model versions, heartbeats (and the recovery of
+workers that fell silent), reviews, drift results."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from camwatch.conventions import REVIEW_VERDICTS, WORKER_STATES, parse_window_kind
@@ -65,18 +67,21 @@ def get_or_create_model_version(session: Session, *, spec: str, weights_sha256: 
 
 def write_heartbeat(engine: Engine, *, worker_id: str, hostname: str, pid: int, state: str,
                     source: str | None = None, model_version_id: int | None = None, processed: int = 0,
-                    errors: int = 0, images_per_s: float | None = None) -> None:
-    """Insert or refresh ``worker_id``'s heartbeat (``last_seen_at`` = now; ``started_at`` kept from the first)."""
+                    errors: int = 0, images_per_s: float | None = None, instance_id: str | None = None) -> None:
+    """Insert or refresh ``worker_id``'s heartbeat (``last_seen_at`` = now; ``started_at`` kept from the first).
+
+    ``instance_id`` identifies the process (random per start); its claims carry it in ``images.claimed_by``.
+    """
     if state not in WORKER_STATES:
         raise ValueError(f"worker {worker_id}: state must be one of {WORKER_STATES}, got {state!r}")
     now = utcnow()
     with write_transaction(engine) as conn:
         stmt = dialect_insert(conn.dialect.name, WorkerHeartbeat).values(
-            worker_id=worker_id, hostname=hostname, pid=pid, source=source, model_version_id=model_version_id,
-            started_at=now, last_seen_at=now, state=state, processed=processed, errors=errors,
-            images_per_s=images_per_s)
-        refreshed = ("hostname", "pid", "source", "model_version_id", "last_seen_at", "state", "processed",
-                     "errors", "images_per_s")
+            worker_id=worker_id, instance_id=instance_id, hostname=hostname, pid=pid, source=source,
+            model_version_id=model_version_id, started_at=now, last_seen_at=now, state=state, processed=processed,
+            errors=errors, images_per_s=images_per_s)
+        refreshed = ("instance_id", "hostname", "pid", "source", "model_version_id", "last_seen_at", "state",
+                     "processed", "errors", "images_per_s")
         conn.execute(stmt.on_conflict_do_update(
             index_elements=["worker_id"], set_={name: stmt.excluded[name] for name in refreshed}))
 
@@ -111,9 +116,44 @@ def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) ->
     return len(rows)
 
 
-def running_workers(engine: Engine, hostname: str) -> list[tuple[str, int]]:
-    """``(worker_id, pid)`` of the workers on ``hostname`` whose last heartbeat is not 'stopped'."""
+@dataclass(frozen=True)
+class HeartbeatState:
+    """What recovery needs of a heartbeat row."""
+
+    worker_id: str
+    instance_id: str | None
+    state: str
+    last_seen_at: dt.datetime
+
+
+def heartbeat_state(engine: Engine, worker_id: str) -> HeartbeatState | None:
+    """The heartbeat row of ``worker_id``, if any."""
     with engine.connect() as conn:
-        rows = conn.execute(select(WorkerHeartbeat.worker_id, WorkerHeartbeat.pid).where(
-            WorkerHeartbeat.hostname == hostname, WorkerHeartbeat.state != "stopped")).all()
-    return [(str(w), int(p)) for w, p in rows]
+        row = conn.execute(select(WorkerHeartbeat.worker_id, WorkerHeartbeat.instance_id, WorkerHeartbeat.state,
+                                  WorkerHeartbeat.last_seen_at).where(WorkerHeartbeat.worker_id == worker_id)).first()
+    return None if row is None else HeartbeatState(row.worker_id, row.instance_id, row.state, row.last_seen_at)
+
+
+def silent_workers(engine: Engine, silent_since: dt.datetime) -> list[HeartbeatState]:
+    """Workers that did not say they stopped and whose last heartbeat is older than ``silent_since``
+    (on any host: instance ids, not pids, name them)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(WorkerHeartbeat.worker_id, WorkerHeartbeat.instance_id, WorkerHeartbeat.state,
+                                   WorkerHeartbeat.last_seen_at).where(
+            WorkerHeartbeat.state != "stopped", WorkerHeartbeat.last_seen_at < silent_since)).all()
+    return [HeartbeatState(r.worker_id, r.instance_id, r.state, r.last_seen_at) for r in rows]
+
+
+def retire_worker(engine: Engine, worker_id: str, instance_id: str | None, silent_since: dt.datetime) -> bool:
+    """Mark the heartbeat of a silent process 'stopped', if it is still that process and still silent;
+    True when this call did it (so one recoverer, not every worker, reports it)."""
+    with write_transaction(engine) as conn:
+        done = conn.execute(
+            update(WorkerHeartbeat)
+            .where(WorkerHeartbeat.worker_id == worker_id, WorkerHeartbeat.state != "stopped",
+                   WorkerHeartbeat.last_seen_at < silent_since,
+                   WorkerHeartbeat.instance_id.is_(None) if instance_id is None
+                   else WorkerHeartbeat.instance_id == instance_id)
+            .values(state="stopped")
+            .returning(WorkerHeartbeat.worker_id)).first()
+    return done is not None

@@ -8,9 +8,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from worker.commands import dashboard, drift, explain, export, run
+from db.faults import DatabaseUnavailable
+from worker.commands import dashboard, drift, explain, export, hash_password, run
 
-COMMANDS = (run, explain, export, drift, dashboard)
+COMMANDS = (run, explain, export, drift, dashboard, hash_password)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except DatabaseUnavailable as exc:
+        # A database fault that retrying did not cure: the worker stopped cleanly.
+        print(f"error: database unavailable: {exc}", file=sys.stderr)  # noqa: T201
+        return 3
     except (ValueError, FileNotFoundError) as exc:
         # Configuration and input errors: one readable line, no traceback.
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201

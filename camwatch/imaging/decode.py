@@ -89,11 +89,14 @@ class DecodedImage:
     orientation: int
     captured_at: datetime | None
     frames: int
+    warnings: tuple[str, ...] = ()
 
 
-def load_image(path: Path, *, draft_size: int | None = 224, max_pixels: int | None = None,
+def load_image(path: Path, *, data: bytes | None = None, draft_size: int | None = 224,
+               max_pixels: int | None = None,
                background: tuple[int, int, int] = DEFAULT_BACKGROUND) -> DecodedImage:
-    """Decode ``path`` to an oriented RGB image, or raise :class:`ImageDecodeError`.
+    """Decode ``path`` (or ``data``, the file's bytes already read, with ``path`` naming it in errors) to an
+    oriented RGB image, or raise :class:`ImageDecodeError`.
 
     With ``draft_size``, JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 scale, the largest
     reduction that keeps both sides >= ``draft_size`` (images already smaller are decoded in full).
@@ -104,31 +107,32 @@ def load_image(path: Path, *, draft_size: int | None = 224, max_pixels: int | No
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated files would decode as "
                            "flat grey and corrupt the statistics; leave it False")
-    with _open_checked(path, ALLOWED_FORMATS, max_pixels) as img:
+    with _open_checked(path, ALLOWED_FORMATS, max_pixels, data) as img:
         raw_width, raw_height = img.size
         fmt = img.format or "unknown"
         frames = int(getattr(img, "n_frames", 1))
         if draft_size is not None and fmt in ("JPEG", "MPO"):
             img.draft("RGB", (draft_size, draft_size))  # before anything that calls load()
         img.load()
-        orientation, captured_at = _read_exif(img, path)  # after load(): PNG keeps eXIf after the pixels
+        orientation, captured_at, notes = _read_exif(img)  # after load(): PNG keeps eXIf after the pixels
         rgb = _to_rgb(img, background, path)
     swap = _ORIENTATION_STEPS[orientation][0]
     return DecodedImage(
         image=_orient_image(rgb, orientation),
         width=raw_height if swap else raw_width, height=raw_width if swap else raw_height,
         raw_width=raw_width, raw_height=raw_height, format=fmt, orientation=orientation,
-        captured_at=captured_at, frames=frames,
+        captured_at=captured_at, frames=frames, warnings=notes,
     )
 
 
-def load_mask(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
+def load_mask(path: Path, *, data: bytes | None = None, max_pixels: int | None = None) -> np.ndarray:
     """Read a PNG object mask as stored (no EXIF orientation): ``True`` where any channel is nonzero.
 
-    For palette images the palette *index* is tested (index 0 is the background).
+    For palette images the palette *index* is tested (index 0 is the background). ``data``: the file's
+    bytes already read (``path`` then only names it).
     """
     path = Path(path)
-    with _open_checked(path, ("PNG",), max_pixels) as img:
+    with _open_checked(path, ("PNG",), max_pixels, data) as img:
         values = np.asarray(img)
     return np.asarray(values.any(axis=-1) if values.ndim == 3 else values != 0, dtype=bool)
 
@@ -189,9 +193,10 @@ def make_thumbnail(image: Image.Image, max_side: int = 256, quality: int = 80) -
 
 
 @contextmanager
-def _open_checked(path: Path, formats: tuple[str, ...], max_pixels: int | None) -> Iterator[Image.Image]:
-    """Open ``path`` with Pillow restricted to ``formats``; decoding errors raised inside the
-    ``with`` block are turned into :class:`ImageDecodeError` too.
+def _open_checked(path: Path, formats: tuple[str, ...], max_pixels: int | None,
+                  data: bytes | None = None) -> Iterator[Image.Image]:
+    """Open ``path`` (or the bytes ``data``) with Pillow restricted to ``formats``; decoding errors raised
+    inside the ``with`` block are turned into :class:`ImageDecodeError` too.
 
     ``catch_warnings`` changes the process-wide filter list for the duration of the block and
     restores it afterwards (it is not thread-safe on Python 3.11; the worker decodes in one thread).
@@ -202,7 +207,7 @@ def _open_checked(path: Path, formats: tuple[str, ...], max_pixels: int | None) 
         limit = min(limit, 2 * pillow_max)  # Pillow raises DecompressionBombError there regardless
     bomb_action: Literal["error", "ignore"] = "error" if limit is not None and pillow_max is not None and limit <= pillow_max else "ignore"
     try:
-        with path.open("rb") as fp:
+        with (io.BytesIO(data) if data is not None else path.open("rb")) as fp:
             header = fp.read(16)
             if not header:
                 raise ImageDecodeError(path, "empty file (0 bytes)")
@@ -264,11 +269,12 @@ def _sniff(header: bytes) -> str:
     return "text" if all(c.isprintable() or c in "\t\r\n" for c in text) else "unknown"
 
 
-def _read_exif(img: Image.Image, path: Path) -> tuple[int, datetime | None]:
-    """EXIF orientation (1 when absent or invalid) and DateTimeOriginal as UTC.
+def _read_exif(img: Image.Image) -> tuple[int, datetime | None, tuple[str, ...]]:
+    """EXIF orientation (1 when absent or invalid), DateTimeOriginal as UTC, and warnings about what was
+    ignored (damaged EXIF, an invalid orientation, a time that cannot be read).
 
     DateTimeOriginal has no zone; OffsetTimeOriginal is applied when present, otherwise the time is
-    taken as UTC. A damaged EXIF block is logged and ignored: it must not reject the pixels.
+    taken as UTC. A damaged EXIF block is ignored with a warning: it must not reject the pixels.
     """
     try:
         exif = img.getexif()
@@ -276,28 +282,43 @@ def _read_exif(img: Image.Image, path: Path) -> tuple[int, datetime | None]:
         sub = exif.get_ifd(ExifTags.IFD.Exif)
         stamp, offset = sub.get(ExifTags.Base.DateTimeOriginal), sub.get(ExifTags.Base.OffsetTimeOriginal)
     except _DECODE_ERRORS as exc:
-        logger.warning("%s: ignoring unreadable EXIF data (%s)", path, exc)
-        return 1, None
+        return 1, None, (f"unreadable EXIF data ignored ({type(exc).__name__})",)
+    notes: list[str] = []
     if orientation not in _ORIENTATION_STEPS:
-        logger.warning("%s: invalid EXIF orientation %r, using 1", path, orientation)
+        notes.append("invalid EXIF orientation ignored (using 1)")
         orientation = 1
-    return int(orientation), _parse_exif_time(stamp, offset, path)
+    moment, note = parse_exif_time(stamp, offset)
+    if note:
+        notes.append(note)
+    return int(orientation), moment, tuple(notes)
 
 
-def _parse_exif_time(stamp: object, offset: object, path: Path) -> datetime | None:
+def parse_exif_time(stamp: object, offset: object) -> tuple[datetime | None, str | None]:
+    """``(UTC time, None)`` from EXIF ``DateTimeOriginal`` and ``OffsetTimeOriginal``, or ``(None, reason)``
+    when there is a stamp that cannot be used (``(None, None)`` without a stamp). A zoned time that falls
+    outside the years 1..9999 once converted to UTC (a camera whose clock reset to 0001:01:01 with a
+    positive offset) is unusable, not an error."""
+    if isinstance(stamp, bytes):
+        stamp = stamp.decode("ascii", "replace")
     if not isinstance(stamp, str):
-        return None
+        return None, None
     try:
         moment = datetime.strptime(stamp.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
     except ValueError:
-        logger.debug("%s: unparseable EXIF DateTimeOriginal %r", path, stamp)
-        return None
+        return None, "EXIF DateTimeOriginal is not a 'YYYY:MM:DD HH:MM:SS' time: ignored"
     zone = UTC
+    if isinstance(offset, bytes):
+        offset = offset.decode("ascii", "replace")
     if isinstance(offset, str) and re.fullmatch(r"[+-]\d\d:\d\d", offset.strip("\x00 ")):
-        sign = -1 if offset.strip()[0] == "-" else 1
-        hours, minutes = int(offset.strip()[1:3]), int(offset.strip()[4:6])
-        zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    return moment.replace(tzinfo=zone).astimezone(UTC)
+        text = offset.strip("\x00 ")
+        sign = -1 if text[0] == "-" else 1
+        hours, minutes = int(text[1:3]), int(text[4:6])
+        if hours < 24 and minutes < 60:
+            zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    try:
+        return moment.replace(tzinfo=zone).astimezone(UTC), None
+    except (OverflowError, ValueError):
+        return None, "EXIF DateTimeOriginal lies outside the representable years once converted to UTC: ignored"
 
 
 def _to_rgb(img: Image.Image, background: tuple[int, int, int], path: Path) -> Image.Image:

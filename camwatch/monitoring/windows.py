@@ -5,7 +5,9 @@ windows are consecutive chunks of ``count`` images in capture-time order (stable
 ``start``/``end`` are the first and last capture time in the chunk (closed), and the last chunk is kept but
 marked ``partial`` when it holds fewer than ``count`` images. Whether the latest *time* window is still
 filling is for the caller to decide (it knows the clock). Naive datetimes and ``datetime64`` values are
-taken as UTC; aware datetimes are converted.
+taken as UTC; aware datetimes are converted. The arithmetic cannot overflow: it runs on ``datetime64``
+(about 290,000 years either way), and a window bound beyond the years 1..9999 of :class:`datetime` is
+clamped to :data:`FIRST` / :data:`LAST` (a window of 9999-12-31 ends at ``LAST``, not in year 10000).
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ logger = logging.getLogger(__name__)
 PREDICTED_CLASS = "predicted_class"
 HEATMAP_CORRELATION = "heatmap_correlation"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The earliest and latest window bounds (:class:`datetime`'s range, in UTC).
+FIRST = datetime.min.replace(tzinfo=UTC)
+LAST = datetime.max.replace(tzinfo=UTC)
+_FIRST_US = np.datetime64(FIRST.replace(tzinfo=None), "us")
+_LAST_US = np.datetime64(LAST.replace(tzinfo=None), "us")
 _FLOOR_UNIT = {"hour": "datetime64[h]", "day": "datetime64[D]"}
 _STEP = {"hour": np.timedelta64(1, "h"), "day": np.timedelta64(1, "D")}
 
@@ -67,7 +74,10 @@ def _to_utc64(times: np.ndarray | Sequence[datetime]) -> np.ndarray:
         for t in arr.ravel().tolist():
             if not isinstance(t, datetime):
                 raise TypeError(f"capture time {t!r} is neither a datetime nor a datetime64")
-            converted.append((t.astimezone(UTC) if t.tzinfo is not None else t).replace(tzinfo=None))
+            naive = np.datetime64(t.replace(tzinfo=None), "us")
+            offset = t.utcoffset() if t.tzinfo is not None else None
+            # numpy subtracts the offset without the overflow datetime.astimezone raises near year 1 / 9999
+            converted.append(naive - np.timedelta64(offset, "us") if offset else naive)
         out = np.asarray(converted, dtype="datetime64[us]")
     out = out.ravel()
     if np.isnat(out).any():
@@ -76,7 +86,13 @@ def _to_utc64(times: np.ndarray | Sequence[datetime]) -> np.ndarray:
 
 
 def _to_datetime(t: np.datetime64) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(t.astype("datetime64[us]").astype(np.int64)))
+    """A UTC :class:`datetime`, clamped to ``[FIRST, LAST]``."""
+    us = t.astype("datetime64[us]")
+    if us <= _FIRST_US:
+        return FIRST
+    if us >= _LAST_US:
+        return LAST
+    return _EPOCH + timedelta(microseconds=int(us.astype(np.int64)))
 
 
 def assign_windows(

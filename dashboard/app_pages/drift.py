@@ -12,6 +12,7 @@ from camwatch.monitoring.heatmaps import correlation_on_grid
 from camwatch.statistics.registry import STATISTICS
 from dashboard import figures
 from dashboard.analysis import window_mean_heatmaps
+from dashboard.literal import md
 from dashboard.state import config, query
 from dashboard.widgets import (
     bucket_unit,
@@ -89,18 +90,18 @@ if reference is None or not kinds:
     st.info("No drift results yet: the worker computes them per window once a reference is built.")
 else:
     # The worker may test slices (tag values) on their own; otherwise the slice's drift is the overall one.
-    wanted = ALL_IMAGES if tag[0] is None or tag[1] is None else slice_label(tag[0], tag[1])
+    wanted = ALL_IMAGES if tag[0] is None or tag[1] is None or "=" in tag[0] else slice_label(tag[0], tag[1])
     tested_slice = wanted if wanted in query(drift_slices, reference.id, window_kind) else ALL_IMAGES
     history = query(drift_history, reference.id, window_kind, statistic, cls, f.start, tested_slice)
     if len(history):
         n_drifted = int(history["drifted"].sum())
         st.plotly_chart(figures.drift_scores(history, label), key="drift_scores")
-        scope = (f"the images of slice `{tested_slice}`" if tested_slice else
-                 "every image of the class" + (f" (the worker tests no slice `{wanted}`: the slice filter "
+        scope = (f"the images of slice {md(tested_slice)}" if tested_slice else
+                 "every image of the class" + (f" (the worker tests no slice {md(wanted)}: the slice filter "
                                                "applies to the values and heatmaps only)" if wanted else ""))
         st.caption(f"{n_drifted} of {len(history)} windows drifted (red). Drift tests cover {scope}.")
     else:
-        st.info(f"No `{window_kind}` drift results for this statistic and class in the selected range.")
+        st.info(f"No {md(window_kind)} drift results for this statistic and class in the selected range.")
 
 mix = query(class_mix, bucket_unit(f), with_filters(f, class_index=None, tag=tag), rate)
 if len(mix):

@@ -12,6 +12,7 @@ from camwatch.monitoring.flags import FLAG_RULES
 from dashboard.analysis import flagged_csv
 from dashboard.figures import class_label, number
 from dashboard.images import gallery_pictures
+from dashboard.literal import md
 from dashboard.state import config, engine, query
 from dashboard.widgets import ANY, class_picker, names, require_data, slice_picker, time_filter, with_filters
 from db.queries_images import (
@@ -70,11 +71,11 @@ for i, row in enumerate(rows.itertuples()):
         else:
             st.caption(f"#{row.image_id}: no heatmap or picture stored")
         severity = "–" if pd.isna(row.severity) else f"{row.severity:.2f}"
-        st.markdown(f"**{class_label(class_names, int(row.class_index))}** · {row.confidence:.0%}  \n"
+        st.markdown(f"**{md(class_label(class_names, int(row.class_index)))}** · {row.confidence:.0%}  \n"
                     f"{row.captured_at:%Y-%m-%d %H:%M} · severity {severity}"
                     + (f" · *{review_status_label(row.review)}*" if isinstance(row.review, str) else ""))
         mine = flags[flags["image_id"] == row.image_id]
-        st.caption("  \n".join(f"`{f.rule}` {number(f.value)} vs {number(f.threshold)}" for f in mine.itertuples()))
+        st.caption("  \n".join(f"{md(f.rule)} {number(f.value)} vs {number(f.threshold)}" for f in mine.itertuples()))
         st.page_link("app_pages/image.py", label="Open", icon=":material/open_in_new:",
                      query_params={"image": str(row.image_id)})
 

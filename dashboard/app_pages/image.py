@@ -1,33 +1,38 @@
-"""Image: one image's pictures, predictions, statistics, flags, reviews, and actions on it.
+"""Image: one image's pictures, predictions, statistics, flags, warnings, reviews, its audit trail, and
+actions on it (each recorded with who made it).
 
-The image is chosen with the query parameter ``?image=<id>`` (links from the gallery) or the id box."""
+The image is chosen with the query parameter ``?image=<id>`` (links from the gallery; validated) or the id
+box. Every text that comes from a file or the database is shown literally (:mod:`dashboard.literal`)."""
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 import streamlit as st
 
-from camwatch.conventions import VERDICTS
+from camwatch.conventions import AUDIT_ACTIONS, VERDICTS
 from camwatch.monitoring.flags import FLAG_RULES
 from camwatch.statistics.registry import STATISTICS
-from dashboard.auth import user_name
+from dashboard.auth import actor, user_name
 from dashboard.figures import class_label, number
 from dashboard.images import detail_pictures
+from dashboard.literal import md
 from dashboard.live import live_section
+from dashboard.params import MAX_ID, id_param
 from dashboard.state import clear_cache, config, engine, query
 from dashboard.widgets import require_data
+from db.audit import add_to_reference, audit_trail, review_image
 from db.queries import current_reference
-from db.queries_images import add_reference_member, image_detail, statistics_of
-from db.session import session_scope
-from db.writes import add_review
+from db.queries_images import image_detail, statistics_of
 
 st.title("Image")
 require_data()
 cfg = config()
 
 requested = st.query_params.get("image", "")
-initial = int(requested) if requested.isdigit() else None
-image_id = st.number_input("Image id", min_value=1, value=initial, step=1, key="image_id",
+initial = id_param("image")
+image_id = st.number_input("Image id", min_value=1, max_value=MAX_ID, value=initial, step=1, key="image_id",
                            placeholder="an id from the Flagged gallery")
 if image_id is None:
     st.info("Pick an image in the **Flagged** gallery, or type its id.")
@@ -41,11 +46,13 @@ if detail is None:
     st.stop()
 
 image, prediction, heatmap = detail.image, detail.prediction, detail.heatmap
-st.caption(f"`{image['uri']}` · captured {image['captured_at']:%Y-%m-%d %H:%M:%S} UTC · status **{image['status']}**"
-           + (f" · {image['width']}×{image['height']}" if image["width"] else "")
-           + "".join(f" · {k}={v}" for k, v in sorted(detail.tags.items())))
+st.caption(f"{md(image['uri'])} · captured {image['captured_at']:%Y-%m-%d %H:%M:%S} UTC · status "
+           f"**{md(image['status'])}**" + (f" · {image['width']}×{image['height']}" if image["width"] else "")
+           + "".join(f" · {md(k)}\\={md(v)}" for k, v in sorted(detail.tags.items())))
 if image["error"]:
-    st.error(image["error"])
+    st.error(md(image["error"]))
+for warning in image.get("warnings") or []:
+    st.warning(md(warning), icon=":material/info:")
 
 pictures = query(detail_pictures, image_id, cfg.source_roots)
 c1, c2, c3 = st.columns(3)
@@ -70,20 +77,20 @@ with left:
             "probability": prediction["topk_probs"], "logit": prediction["topk_logits"]}),
             hide_index=True, width="stretch")
         if image["label"] is not None:
-            st.caption(f"Label: **{image['label']}**; top-1 {'correct' if prediction['correct'] else 'wrong'}.")
+            st.caption(f"Label: **{md(image['label'])}**; top-1 {'correct' if prediction['correct'] else 'wrong'}.")
 with right:
     st.subheader("Flags")
     if len(detail.flags) == 0:
         st.caption("Not flagged.")
     for f in detail.flags.itertuples():
         why = FLAG_RULES[f.rule].description if f.rule in FLAG_RULES else "rule not registered in this version"
-        st.markdown(f"- **{f.rule}**: {why}; value {number(f.value, '.4g')} vs threshold "
+        st.markdown(f"- **{md(f.rule)}**: {why}; value {number(f.value, '.4g')} vs threshold "
                     f"{number(f.threshold, '.4g')} (severity {number(f.severity, '.2f')})")
 
 st.subheader("Statistics")
 if heatmap is not None:
-    st.caption(f"{heatmap['method']} on `{heatmap['target_layer']}` for class "
-               f"{class_label(detail.class_names, heatmap['target_class'])}, native grid "
+    st.caption(f"{md(heatmap['method'])} on {md(heatmap['target_layer'])} for class "
+               f"{md(class_label(detail.class_names, heatmap['target_class']))}, native grid "
                f"{heatmap['grid_h']}×{heatmap['grid_w']}, state **{heatmap['state']}**. Hover a value for its "
                "definition.")
 values = statistics_of(heatmap, prediction)
@@ -101,8 +108,9 @@ with st.form("review", clear_on_submit=True):
     note = st.text_area("Note", placeholder="what is wrong with the attention, or why it is fine")
     reviewer = st.text_input("Reviewer", value=user_name(cfg.settings))
     if st.form_submit_button("Save review", type="primary"):
-        with session_scope(engine(), write=True) as session:
-            review_id = add_review(session, image_id, verdict, note.strip() or None, reviewer.strip() or None)
+        who, client = actor(cfg.settings)
+        review_id = review_image(engine(), image_id, verdict, note.strip() or None, reviewer.strip() or None,
+                                 actor=who, client=client)
         clear_cache()
         st.success(f"Review {review_id} saved.")
         detail = query(image_detail, image_id)
@@ -116,10 +124,20 @@ reference = query(current_reference)
 if reference is not None:
     member = reference.id in (detail.reference_ids if detail else [])
     if member:
-        st.caption(f"This image is a member of the reference **{reference.name}**.")
-    elif st.button(f"Add to reference “{reference.name}”", icon=":material/playlist_add:"):
-        added = add_reference_member(engine(), reference.id, image_id)
+        st.caption(f"This image is a member of the reference **{md(reference.name)}**.")
+    elif st.button(f"Add to reference “{md(reference.name)}”", icon=":material/playlist_add:"):
+        who, client = actor(cfg.settings)
+        added = add_to_reference(engine(), reference.id, image_id, actor=who, client=client)
         clear_cache()
         st.success("Added as a reference member. The worker rebuilds the reference statistics at its next "
                    "drift pass (or `python -m worker drift`), since the member count changed; until then drift "
                    "uses the previous statistics." if added else "Already a member.")
+
+st.subheader("Audit trail")
+trail = query(audit_trail, image_id)
+if len(trail):
+    st.dataframe(trail.assign(action=trail["action"].map(lambda a: AUDIT_ACTIONS.get(a, a)),
+                              details=trail["details"].map(lambda d: "" if d is None else json.dumps(d))),
+                 hide_index=True, width="stretch")
+else:
+    st.caption("No change recorded for this image.")

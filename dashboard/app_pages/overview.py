@@ -8,6 +8,7 @@ import streamlit as st
 
 from camwatch.statistics.registry import STATISTICS
 from dashboard import figures
+from dashboard.literal import md
 from dashboard.state import config, query
 from dashboard.widgets import (
     bucket_unit,
@@ -47,9 +48,9 @@ c4.metric("Waiting", f"{counts['pending'] + counts['processing']:,}", help="pend
 if len(heartbeats):
     last = heartbeats.iloc[0]
     c5.metric("Last heartbeat", format_age(last["last_seen_at"]),
-              help=f"worker {last['worker_id']} on {last['hostname']}, state {last['state']}")
-    st.caption(f"Model: **{last['model'] or 'unknown'}** ({last['method'] or '?'}), model version "
-               f"{last['model_version_id']}, reported by worker `{last['worker_id']}`.")
+              help=f"worker {md(last['worker_id'])} on {md(last['hostname'])}, state {md(last['state'])}")
+    st.caption(f"Model: **{md(last['model'] or 'unknown')}** ({md(last['method'] or '?')}), model version "
+               f"{last['model_version_id']}, reported by worker {md(last['worker_id'])}.")
 else:
     c5.metric("Last heartbeat", "never")
 labelled, correct = query(label_accuracy, f)
@@ -77,7 +78,7 @@ else:
     bands = {r.statistic: figures.band(r.mean, r.std) for r in band_rows.itertuples()}
     window = settings.drift.window_label
     latest = query(latest_drift, reference.id, window)
-    st.caption(f"Reference **{reference.name}** ({reference.n_images:,} images); latest tested `{window}` window"
+    st.caption(f"Reference **{md(reference.name)}** ({reference.n_images:,} images); latest tested {md(window)} window"
                + (f" starting {latest['window_start'].iloc[0]:%Y-%m-%d %H:%M} UTC." if len(latest) else
                   ": no drift results yet."))
     badges = st.columns(6)

@@ -10,6 +10,7 @@ import streamlit as st
 from camwatch.statistics.registry import STATISTICS
 from dashboard import figures
 from dashboard.analysis import slice_analysis
+from dashboard.literal import md
 from dashboard.state import query
 from dashboard.widgets import (
     class_picker,
@@ -52,8 +53,8 @@ if len(table) == 0:
     st.stop()
 drifted = table[table["ref_drifted"].fillna(False).astype(bool)]
 if len(drifted):
-    st.warning(f"{len(drifted)} of {len(table)} values of `{key}` drifted from the reference: "
-               + ", ".join(f"**{v}**" for v in drifted["value"]), icon=":material/warning:")
+    st.warning(f"{len(drifted)} of {len(table)} values of {md(key)} drifted from the reference: "
+               + ", ".join(f"**{md(v)}**" for v in drifted["value"]), icon=":material/warning:")
 elif reference is None:
     st.caption("No reference yet: slices are compared with each other only.")
 sample_note = ("every image" if result.per_mille >= 1000 else

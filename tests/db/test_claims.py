@@ -117,7 +117,8 @@ def test_attempts_cap_turns_a_repeatedly_abandoned_image_into_an_error(engine: E
     assert claim_batch(engine, "w4", limit=1, lease_seconds=60) == []
     row = _row(engine, image_id)
     assert row.status == "error" and row.claimed_by is None and row.lease_until is None
-    assert row.error == "gave up after 3 attempts (worker crashed while processing it?)"
+    assert row.error == ("gave up: the worker process died 3 times while processing this image alone "
+                         "(out of memory or a crash in native code?)")
     assert row.processed_at is not None
 
 
@@ -126,7 +127,7 @@ def test_attempts_cap_is_a_parameter(engine: Engine) -> None:
     claim_batch(engine, "w1", limit=1, lease_seconds=60, max_attempts=1)
     _expire(engine, [image_id])
     assert claim_batch(engine, "w2", limit=1, lease_seconds=60, max_attempts=1) == []
-    assert _row(engine, image_id).error == "gave up after 1 attempts (worker crashed while processing it?)"
+    assert (_row(engine, image_id).error or "").startswith("gave up: the worker process died 1 times")
 
 
 def test_renew_extends_only_own_claims(engine: Engine) -> None:
@@ -169,3 +170,65 @@ def test_expire_claims_makes_a_dead_workers_rows_claimable_and_counts_the_attemp
     assert [c.id for c in reclaimed] == ids[:2]
     assert _row(engine, ids[0]).attempts == 2
     assert _row(engine, ids[2]).claimed_by == "alive"
+
+
+# ------------------------------------------------------------ crashed work: halving groups, solo attempts
+
+
+def test_crashed_work_is_retried_in_halving_groups_and_only_solo_crashes_count(engine: Engine) -> None:
+    """A batch of 8 whose worker died: retried as 4, 2, 1; an image is given up only after crashing alone."""
+    ids = _add_pending(engine, 8)
+    killer = ids[5]
+
+    def crash(batch: list) -> None:  # the worker dies with the batch in hand
+        _expire(engine, [c.id for c in batch])
+
+    sizes: list[int] = []
+    for _ in range(30):
+        batch = claim_batch(engine, "w", limit=8, lease_seconds=60, max_attempts=2)
+        if not batch:
+            break
+        sizes.append(len(batch))
+        if killer in [c.id for c in batch]:
+            crash(batch)
+        else:
+            with write_transaction(engine) as conn:  # done: results written
+                conn.execute(update(Image).where(Image.id.in_([c.id for c in batch]))
+                             .values(status="ok", claimed_by=None, lease_until=None))
+    rows = {i: _row(engine, i) for i in ids}
+    # 8 crashed; halves of 4 (the killer's half crashed); its halves of 2 (one crashed); 1 + 1; the killer alone twice
+    assert sizes == [8, 4, 4, 2, 2, 1, 1, 1]
+    assert rows[killer].status == "error" and rows[killer].solo_attempts == 2
+    assert all(rows[i].status == "ok" for i in ids if i != killer)  # no innocent image given up
+    assert max(rows[i].solo_attempts for i in ids if i != killer) <= 1
+
+
+def test_retry_group_size_halves_per_crash() -> None:
+    from db.claims import retry_group_size
+
+    assert [retry_group_size(16, c) for c in range(7)] == [16, 8, 4, 2, 1, 1, 1]
+    assert retry_group_size(3, 1) == 1 and retry_group_size(1, 0) == 1
+
+
+def test_expired_and_pending_work_are_never_mixed_and_claims_stay_in_their_sources(engine: Engine) -> None:
+    ids = _add_pending(engine, 6)
+    with write_transaction(engine) as conn:
+        conn.execute(update(Image).where(Image.id.in_(ids[4:])).values(source="other"))
+    first = claim_batch(engine, "w1", limit=2, lease_seconds=60, sources=["cam"])
+    _expire(engine, [c.id for c in first])
+    again = claim_batch(engine, "w2", limit=4, lease_seconds=60, sources=["cam"])
+    assert [c.id for c in again] == ids[:2]  # the crashed pair alone (4 >> 1 = 2), no pending image added
+    rest = claim_batch(engine, "w3", limit=10, lease_seconds=60, sources=["cam"])
+    assert [c.id for c in rest] == ids[2:4]  # never the other source's images
+    assert [c.id for c in claim_batch(engine, "w4", limit=10, lease_seconds=60, sources=["other"])] == ids[4:]
+
+
+def test_release_gives_back_a_solo_attempt_but_not_an_ended_lease(engine: Engine) -> None:
+    ids = _add_pending(engine, 2)
+    claim_batch(engine, "w1", limit=1, lease_seconds=60)
+    assert _row(engine, ids[0]).solo_attempts == 1
+    assert release_claims(engine, "w1", solo=True) == 1
+    assert (_row(engine, ids[0]).attempts, _row(engine, ids[0]).solo_attempts) == (0, 0)
+    claim_batch(engine, "w2", limit=2, lease_seconds=60)
+    assert expire_claims(engine, "w2") == 2
+    assert release_claims(engine, "w2") == 0  # an ended lease keeps its counted attempt

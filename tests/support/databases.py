@@ -38,7 +38,7 @@ def postgres_schema(base_url: str | None = None) -> Iterator[str]:
     """Create schema ``camwatch_test_<random>``; yield a URL bound to it; drop it on exit."""
     url = make_url(base_url or postgres_test_url())
     name = "camwatch_test_" + uuid.uuid4().hex[:12]
-    admin = create_engine(url)
+    admin = create_engine(url, pool_pre_ping=True)  # survives a server restart during the test
     try:
         with admin.begin() as conn:
             conn.execute(CreateSchema(name))

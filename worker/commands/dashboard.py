@@ -14,12 +14,12 @@ import os
 import sys
 from pathlib import Path
 
+from camwatch.conventions import LOCAL_HOSTS
 from camwatch.settings import Settings
 from worker.commands.common import settings_from
 
 log = logging.getLogger(__name__)
 
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def streamlit_command(settings: Settings, *, config: Path | None, source_roots: list[Path]) -> list[str]:
@@ -46,7 +46,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(update=overrides)})
-    if settings.dashboard.host not in LOCAL_HOSTS and not (settings.dashboard.password or settings.dashboard.oidc):
+    d = settings.dashboard
+    if d.host not in LOCAL_HOSTS and not (d.password or d.password_hash or d.oidc):
         log.warning("the dashboard listens on %s without a login: anyone who can reach this machine can use it "
                     "(set [dashboard] password or oidc)", settings.dashboard.host)
     command = streamlit_command(settings, config=args.config, source_roots=args.source_roots)

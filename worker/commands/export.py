@@ -1,5 +1,6 @@
 """``camwatch export``: one row per image (columns: :mod:`db.export`) to csv, parquet or jsonl; jsonl rows
-also carry the native heatmap."""
+also carry the native heatmap. In CSV, text that a spreadsheet would run as a formula is written with a
+leading apostrophe (:mod:`camwatch.csv_safety`); parquet and jsonl keep every value as it is."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from camwatch.csv_safety import neutralise
 from db import make_engine, upgrade
 from db.export import CHUNK, iter_rows
 from worker.commands.common import settings_from
@@ -38,7 +40,7 @@ def export(engine: Engine, fmt: str, out: Path) -> int:
                 if writer is None:
                     writer = csv.DictWriter(fh, fieldnames=list(row))
                     writer.writeheader()
-                writer.writerow(row)
+                writer.writerow({k: neutralise(v) for k, v in row.items()})
                 n += 1
     elif fmt == "parquet":
         import pyarrow as pa

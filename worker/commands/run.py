@@ -7,7 +7,8 @@ from pathlib import Path
 
 from worker.commands.common import MODEL_KEYS, add_model_args, settings_from
 
-RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds")
+RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds",
+            "max_attempts", "heartbeat_seconds", "dead_after_seconds")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -34,5 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stable-seconds", type=float, dest="stable_seconds")
     p.add_argument("--poll-seconds", type=float, dest="poll_seconds")
     p.add_argument("--lease-seconds", type=float, dest="lease_seconds")
+    p.add_argument("--max-attempts", type=int, dest="max_attempts",
+                   help="crashes of a worker processing an image alone before it is given up (default 3)")
+    p.add_argument("--heartbeat-seconds", type=float, dest="heartbeat_seconds",
+                   help="heartbeat and lease renewal interval (default 5)")
+    p.add_argument("--dead-after-seconds", type=float, dest="dead_after_seconds",
+                   help="a worker silent this long is taken for dead and its claims retried (default 60)")
     add_model_args(p)
     p.set_defaults(func=cmd_run)

@@ -1,34 +1,45 @@
-"""One batch of claimed images → database records: decode, annotate, CAM, statistics, flags, thumbnail.
+"""One batch of claimed images → database records: read, decode, sidecars, model and CAM, statistics and
+flags, thumbnail.
 
-No database access here (the service claims and commits); a bad file becomes an ``error`` result with
-a readable reason and the rest of the batch goes on. :func:`prepare_batch` (decode, sidecars, resize) is
-the CPU work without the model and :func:`finish_batch` the model, CAM, statistics and flags, so a caller
-can overlap the two (a prefetch thread measured no gain on the 2-core CPU machine, where torch already
-uses both cores; it is the natural next step with a GPU). If the engine fails on a whole batch, the images
-are retried one by one so that only the image that breaks it is recorded as an error.
+No database access here (the service claims and commits). Fault isolation: each image goes through the
+stages of :data:`STAGES` and any exception in a stage becomes *that image's* ``error`` result with a
+readable reason (the stage, the exception's class and message; never file contents) while the batch goes
+on. The model runs on a whole chunk at once; if it fails there, the images are retried one by one so that
+only the image that breaks it is recorded as an error. (The ``write`` stage is the service's,
+:mod:`worker.service.writer`.)
+
+Memory: decoded pixels held at once are bounded by ``max_batch_pixels``: the claimed images are decoded in
+order and sent through the model in chunks whose decoded pixels stay within the budget (an image over the
+budget on its own forms a chunk of one). The files are read confined to their source roots and their
+bytes checked against the registered sha256 (:mod:`worker.service.intake`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from camwatch.capture_time import choose_capture_time, from_mtime_ns
+from camwatch.files import UnsafeFile
 from camwatch.imaging.decode import DecodedImage, ImageDecodeError, load_image, make_thumbnail, orient_region
 from camwatch.monitoring.flags import FlagConfig, evaluate_flags
 from camwatch.monitoring.reference import ReferenceSummary
 from camwatch.regions import ObjectRegion
 from camwatch.statistics.heatmap import StatsConfig, compute_statistics
-from db.records import ClaimedImage, FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
+from db.records import ClaimedImage, FileFound, FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
+from db.types import utcnow
 from worker.cam.engine import CamEngine, CamResult
-from worker.cam.preprocess import Extent
+from worker.service.intake import ContentChanged, read_claimed
 from worker.sources.sidecars import AnnotationConfig, Annotations, read_annotations
 
 log = logging.getLogger(__name__)
+
+#: The stages an image goes through; an error reason names the one that failed.
+STAGES = ("read", "decode", "sidecar", "model", "statistics", "write")
+_REASON_CHARS = 300
 
 
 @dataclass
@@ -41,6 +52,9 @@ class PipelineContext:
     stats: StatsConfig = field(default_factory=StatsConfig)
     thumbnails: str = "flagged"  # all | flagged | none
     reference: ReferenceSummary | None = None
+    max_image_bytes: int = 256 << 20
+    max_batch_pixels: int = 100_000_000
+    clock: Callable[[], dt.datetime] = utcnow
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,9 +63,19 @@ class PipelineContext:
     def label_index(self, label: str | None) -> int | None:
         if label is None:
             return None
-        if label.isdigit() and int(label) < len(self._label_index):
-            return int(label)
-        return self._label_index.get(label.strip().lower())
+        text = label.strip()
+        if text.isascii() and text.isdigit() and int(text) < len(self._label_index):
+            return int(text)
+        return self._label_index.get(text.lower())
+
+
+@dataclass
+class BatchOutcome:
+    """Results for every claim, in claim order, and the files whose content changed since they were
+    registered (to register again)."""
+
+    results: list[ImageResult]
+    changed: list[FileFound] = field(default_factory=list)
 
 
 @dataclass
@@ -60,25 +84,71 @@ class _Decoded:
     image: DecodedImage
     notes: Annotations
     region: ObjectRegion | None
+    mtime: dt.datetime | None = None
+
+    @property
+    def pixels(self) -> int:
+        return int(self.image.image.width) * int(self.image.image.height)
 
 
-def _decode(claim: ClaimedImage, ctx: PipelineContext) -> _Decoded:
-    path = Path(claim.uri)
-    root = ctx.source_roots.get(claim.source, path.parent)
-    decoded = load_image(path, draft_size=max(ctx.engine.loaded.preprocessing.size))
-    notes = read_annotations(path, source_root=root, config=ctx.annotations, width=decoded.raw_width,
-                             height=decoded.raw_height, source_name=claim.source)
-    for warning in notes.warnings:
-        log.warning("%s: %s", claim.uri, warning)
-    region = notes.region
-    if region is not None:  # sidecars and ROIs refer to the image as stored: orient with the pixels
-        region = orient_region(region, decoded.orientation, decoded.raw_width, decoded.raw_height)
-    return _Decoded(claim, decoded, notes, region)
+def explain_failure(exc: BaseException) -> str:
+    """A one-line reason for ``exc``: our own readable reasons as they are, others as ``Class: message``."""
+    if isinstance(exc, ImageDecodeError | UnsafeFile):
+        return exc.reason
+    if isinstance(exc, ContentChanged):
+        return str(exc)
+    message = " ".join(str(exc).split())[:_REASON_CHARS]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def _error(claim: ClaimedImage, reason: str) -> ImageResult:
-    log.warning("image failed: %s", reason, extra={"uri": claim.uri})
+def failed(claim: ClaimedImage, stage: str, exc: BaseException | str) -> ImageResult:
+    """The ``error`` result of ``claim`` for a failure in ``stage`` (logged with the uri)."""
+    detail = exc if isinstance(exc, str) else explain_failure(exc)
+    known = isinstance(exc, str | ImageDecodeError | UnsafeFile | ContentChanged)
+    reason = f"{claim.uri}: {detail}" if known else f"{claim.uri}: {stage} failed ({detail})"
+    log.warning("image failed in the %s stage: %s", stage, reason, extra={"uri": claim.uri, "stage": stage})
     return ImageResult(image_id=claim.id, status="error", error=reason)
+
+
+def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, ImageResult],
+             changed: list[FileFound]) -> _Decoded | None:
+    """Read, decode and annotate one image; on failure its error goes into ``results`` and None is returned."""
+    root = ctx.source_roots.get(claim.source)
+    if root is None:
+        results[claim.id] = failed(claim, "read", f"its source {claim.source!r} is not one of this worker's")
+        return None
+    stage = "read"
+    try:
+        read = read_claimed(claim, root, ctx.max_image_bytes)
+        path, data = read.path, read.data
+        mtime = None if read.mtime_ns is None else from_mtime_ns(read.mtime_ns)
+        del read
+        stage = "decode"
+        decoded = load_image(path, data=data, draft_size=max(ctx.engine.loaded.preprocessing.size))
+        del data  # the bytes are not needed once decoded
+        stage = "sidecar"
+        notes = read_annotations(path, source_root=root, config=ctx.annotations, width=decoded.raw_width,
+                                 height=decoded.raw_height, source_name=claim.source)
+        region = notes.region
+        if region is not None:  # sidecars and ROIs refer to the image as stored: orient with the pixels
+            region = orient_region(region, decoded.orientation, decoded.raw_width, decoded.raw_height)
+    except ContentChanged as exc:
+        changed.append(exc.found)
+        results[claim.id] = failed(claim, stage, exc)
+        return None
+    except Exception as exc:  # this image's error, recorded; the batch goes on
+        results[claim.id] = failed(claim, stage, exc)
+        return None
+    for warning in notes.warnings:
+        log.warning("%s", warning, extra={"uri": claim.uri})
+    return _Decoded(claim, decoded, notes, region, mtime)
+
+
+def _capture_time(item: _Decoded, ctx: PipelineContext) -> tuple[dt.datetime, list[str]]:
+    moment, _, warnings = choose_capture_time(
+        [("sidecar", item.notes.captured_at), ("EXIF", item.image.captured_at),
+         ("file modification time", item.mtime), ("registration", item.claim.captured_at)], ctx.clock())
+    return moment, warnings
 
 
 def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult:
@@ -90,11 +160,12 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
     flags = [FlagRecord(o.rule, o.value, o.threshold) for o in outcomes if o.flagged]
     label_index = ctx.label_index(item.notes.label)
     want_thumb = ctx.thumbnails == "all" or (ctx.thumbnails == "flagged" and flags)
-    captured = item.notes.captured_at or d.captured_at
+    captured, time_warnings = _capture_time(item, ctx)
+    for warning in time_warnings:
+        log.warning("%s", warning, extra={"uri": item.claim.uri})
     return ImageResult(
         image_id=item.claim.id, status="ok", width=d.width, height=d.height, format=d.format,
-        captured_at=captured.astimezone(dt.UTC) if captured else None,
-        label=item.notes.label, label_index=label_index,
+        captured_at=captured, label=item.notes.label, label_index=label_index,
         region=item.region.to_json() if item.region is not None else None,
         tags=dict(item.notes.tags), thumbnail=make_thumbnail(d.image) if want_thumb else None,
         model_version_id=ctx.model_version_id,
@@ -106,66 +177,59 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
                               state=stats.state, native=cam.heatmap, extent=cam.extent, raw_max=cam.raw_max,
                               raw_sum=cam.raw_sum, target_logit=cam.target_logit, stats=stats.values),
         flags=flags,
+        warnings=[*d.warnings, *item.notes.warnings, *time_warnings],
     )
-
-
-@dataclass
-class PreparedBatch:
-    """A claimed batch after the CPU-side work: decoded images, model input, and the files that failed."""
-
-    claims: list[ClaimedImage]
-    decoded: list[_Decoded]
-    errors: dict[int, ImageResult]
-    inputs: torch.Tensor | None
-    extents: list[Extent]
-
-
-def prepare_batch(claims: Sequence[ClaimedImage], ctx: PipelineContext) -> PreparedBatch:
-    """Decode, annotate and preprocess a batch (no model): safe to run in a prefetch thread."""
-    errors: dict[int, ImageResult] = {}
-    decoded: list[_Decoded] = []
-    for claim in claims:
-        try:
-            decoded.append(_decode(claim, ctx))
-        except ImageDecodeError as exc:
-            errors[claim.id] = _error(claim, str(exc))
-    inputs, extents = (ctx.engine.prepare([i.image.image for i in decoded],
-                                          [(i.image.width, i.image.height) for i in decoded])
-                       if decoded else (None, []))
-    return PreparedBatch(list(claims), decoded, errors, inputs, extents)
 
 
 def _explain_one(item: _Decoded, ctx: PipelineContext) -> CamResult:
     return ctx.engine.explain([item.image.image], original_sizes=[(item.image.width, item.image.height)])[0]
 
 
-def finish_batch(batch: PreparedBatch, ctx: PipelineContext) -> list[ImageResult]:
-    """Model, CAM, statistics and flags for a prepared batch: results for every claim, in claim order."""
-    results = dict(batch.errors)
-    if batch.decoded:
-        assert batch.inputs is not None
+def _model(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, ImageResult]
+           ) -> list[tuple[_Decoded, CamResult]]:
+    """CAM results of a chunk from one pass; after a failure, one pass per image (errors into ``results``)."""
+    try:
+        inputs, extents = ctx.engine.prepare([i.image.image for i in chunk],
+                                             [(i.image.width, i.image.height) for i in chunk])
+        cams = ctx.engine.run(inputs)
+        for cam, extent in zip(cams, extents, strict=True):
+            cam.extent = extent
+        return list(zip(chunk, cams, strict=True))
+    except Exception:
+        if len(chunk) > 1:
+            log.exception("CAM engine failed on a batch of %d; retrying one by one", len(chunk))
+    pairs = []
+    for item in chunk:
         try:
-            cams = ctx.engine.run(batch.inputs)
-            for cam, extent in zip(cams, batch.extents, strict=True):
-                cam.extent = extent
-            pairs = list(zip(batch.decoded, cams, strict=True))
-        except Exception:
-            log.exception("CAM engine failed on a batch of %d; retrying one by one", len(batch.decoded))
-            pairs = []
-            for item in batch.decoded:
-                try:
-                    pairs.append((item, _explain_one(item, ctx)))
-                except Exception as exc:  # recorded as this image's error, not swallowed
-                    results[item.claim.id] = _error(item.claim, f"{item.claim.uri}: model failed "
-                                                                f"({type(exc).__name__}: {exc})")
-        for item, cam in pairs:
-            try:
-                results[item.claim.id] = _result(item, cam, ctx)
-            except ValueError as exc:  # e.g. a sidecar mask whose size does not fit the image
-                results[item.claim.id] = _error(item.claim, f"{item.claim.uri}: {exc}")
-    return [results[c.id] for c in batch.claims]
+            pairs.append((item, _explain_one(item, ctx)))
+        except Exception as exc:  # recorded as this image's error, not swallowed
+            results[item.claim.id] = failed(item.claim, "model", exc)
+    return pairs
 
 
-def process_batch(claims: Sequence[ClaimedImage], ctx: PipelineContext) -> list[ImageResult]:
+def _finish(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, ImageResult]) -> None:
+    for item, cam in _model(chunk, ctx, results):
+        try:
+            results[item.claim.id] = _result(item, cam, ctx)
+        except Exception as exc:  # e.g. a sidecar mask whose size does not fit the image
+            results[item.claim.id] = failed(item.claim, "statistics", exc)
+
+
+def process_batch(claims: Sequence[ClaimedImage], ctx: PipelineContext) -> BatchOutcome:
     """Results for every claim, in claim order: ``ok`` with everything, or ``error`` with the reason."""
-    return finish_batch(prepare_batch(claims, ctx), ctx)
+    results: dict[int, ImageResult] = {}
+    changed: list[FileFound] = []
+    chunk: list[_Decoded] = []
+    pixels = 0
+    for claim in claims:
+        item = _prepare(claim, ctx, results, changed)
+        if item is None:
+            continue
+        if chunk and pixels + item.pixels > ctx.max_batch_pixels:
+            _finish(chunk, ctx, results)
+            chunk, pixels = [], 0
+        chunk.append(item)
+        pixels += item.pixels
+    if chunk:
+        _finish(chunk, ctx, results)
+    return BatchOutcome([results[c.id] for c in claims], changed)

@@ -7,7 +7,16 @@ Teardown (claims released, heartbeat 'stopped', file watchers closed) happens in
 
 Exactly once: the scanner registers files by content hash (a unique key), each batch is claimed in one
 transaction (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``FOR UPDATE SKIP LOCKED``) with a lease, and its
-results are committed in one transaction that only writes rows still claimed by this worker.
+results are committed in one transaction that only writes rows still claimed by this process.
+
+Faults: one image's failure is that image's error (:mod:`worker.service.pipeline`, :mod:`.writer`); a crash
+of the process costs no innocent image an attempt (:mod:`db.claims` retries in smaller groups); leases are
+renewed and heartbeats written while a batch runs (:mod:`.lease`); silent workers are recovered by
+instance id and heartbeat age (:mod:`.recovery`); transient database errors are retried and a persistent
+one stops the worker with :class:`~db.faults.DatabaseUnavailable`, its claims released when the database
+still answers (:mod:`db.faults`). An unexpected error outside any image ends the leases of the batch in
+hand (the attempt counts) instead of handing it back, so a batch that kills the loop is split, not
+retried whole forever.
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -30,43 +41,34 @@ from db import (
     FileFound,
     RegisterOutcome,
     claim_batch,
-    complete_batch,
     expire_claims,
     get_or_create_model_version,
     has_claimable_work,
     known_uris,
     make_engine,
-    register_files,
-    release_claims,
-    running_workers,
     session_scope,
     upgrade,
     write_heartbeat,
 )
+from db.faults import DatabaseUnavailable, SqliteFileWatch, guarded
 from db.monitoring import ReferenceHandle, ensure_reference
 from db.types import utcnow
 from worker.cam.engine import CamEngine
 from worker.runtime import limit_blas_threads
+from worker.service.lease import LeaseKeeper
 from worker.service.monitor import recompute_drift
 from worker.service.pipeline import PipelineContext, process_batch
+from worker.service.recovery import hand_back_claims, recover_silent_workers, wait_for_predecessor
+from worker.service.registration import hash_candidates, register
+from worker.service.writer import write_results
 from worker.sources import Source, open_source
-from worker.sources.folder import FileCandidate, sha256_file
+from worker.sources.folder import FileCandidate
 from worker.sources.sidecars import AnnotationConfig
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5.0
+T = TypeVar("T")
 SCAN_CHUNK = 200  # files hashed and registered per transaction
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Worker:
@@ -76,7 +78,8 @@ class Worker:
     def __init__(self, settings: Settings, *, engine: CamEngine | None = None) -> None:
         self.settings = settings
         self.cam: CamEngine | None = engine
-        self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.instance_id = uuid.uuid4().hex  # this process: its claims carry it (recovery, not pids)
+        self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{self.instance_id[:6]}"
         self.sources: list[Source] = []
         self.reference: ReferenceHandle | None = None
         self.processed = self.errors = self.registered = 0
@@ -85,8 +88,10 @@ class Worker:
         self._stop_requests = 0
         self._batches_since_drift = 0
         self._last_drift: dt.datetime | None = None
-        self._last_beat = 0.0
+        self._last_beat = self._last_recovery = 0.0
         self._started = time.monotonic()
+        self._claimed = 0  # size of the batch in hand (its claims are released or expired at teardown)
+        self._keeper: LeaseKeeper | None = None
 
     def bootstrap(self) -> None:
         """Connect and migrate the database, load the model, register the model version, open the
@@ -102,37 +107,60 @@ class Worker:
             locations.append((str(settings.reference.folder), REFERENCE_SOURCE))
         for location, name in locations:
             self.sources.append(open_source(location, name=name, settings=settings))
-        self.db = make_engine(settings.db)
-        upgrade(self.db)
+        self.db = make_engine(settings.db, busy_timeout_seconds=settings.db_busy_timeout_seconds)
+        self._db_watch = SqliteFileWatch(self.db)
+        self._with_db(lambda: upgrade(self.db), "upgrading the schema")
         cam = self.cam = self.cam or build_engine(settings)
         loaded = cam.loaded
-        with session_scope(self.db, write=True) as session:
-            self.model_version_id = get_or_create_model_version(
-                session, spec=loaded.spec, weights_sha256=loaded.weights_sha256, num_classes=loaded.num_classes,
-                class_names=loaded.class_names, input_size=list(loaded.preprocessing.size),
-                preprocessing=loaded.preprocessing.to_json(), target_layer=cam.target_layer,
-                method=cam.method.key)
-        with session_scope(self.db) as session:
-            for src in self.sources:
-                self._known.update(known_uris(session, src.name))
+
+        def register_model() -> int:
+            with session_scope(self.db, write=True) as session:
+                return get_or_create_model_version(
+                    session, spec=loaded.spec, weights_sha256=loaded.weights_sha256,
+                    num_classes=loaded.num_classes, class_names=loaded.class_names,
+                    input_size=list(loaded.preprocessing.size), preprocessing=loaded.preprocessing.to_json(),
+                    target_layer=cam.target_layer, method=cam.method.key)
+
+        self.model_version_id = self._with_db(register_model, "registering the model version")
+
+        def known() -> dict[str, tuple[int, int]]:
+            with session_scope(self.db) as session:
+                return {k: v for src in self.sources for k, v in known_uris(session, src.name).items()}
+
+        self._known.update(self._with_db(known, "reading the files already registered"))
         self.ctx = PipelineContext(
             engine=cam, model_version_id=self.model_version_id,
             source_roots={s.name: s.root for s in self.sources},
             annotations=AnnotationConfig(path_tags=list(settings.path_tags),
-                                         roi={k: tuple(v) for k, v in settings.roi.items()}),  # type: ignore[misc]
-            flags=settings.flags, thumbnails=settings.thumbnails)
-        self._recover_dead_local_workers()
+                                         roi={k: tuple(v) for k, v in settings.roi.items()},  # type: ignore[misc]
+                                         max_sidecar_bytes=settings.max_sidecar_bytes,
+                                         max_coco_bytes=settings.max_coco_bytes, max_boxes=settings.max_boxes),
+            flags=settings.flags, thumbnails=settings.thumbnails, max_image_bytes=settings.max_image_bytes,
+            max_batch_pixels=settings.max_batch_pixels)
+        self._with_db(lambda: wait_for_predecessor(
+            self.db, self.worker_id, me=self.instance_id, heartbeat_seconds=settings.heartbeat_seconds,
+            dead_after_seconds=settings.dead_after_seconds), "checking the worker id")
         self._bootstrapped = True
+        self._recover(force=True)
+        self._keeper = LeaseKeeper(self.db, self.instance_id, lease_seconds=settings.lease_seconds,
+                                   interval=min(settings.heartbeat_seconds, settings.lease_seconds / 3),
+                                   beat=lambda: self._write_heartbeat("running"))
+        self._keeper.start()
 
-    def _recover_dead_local_workers(self) -> None:
-        """Release claims of workers on this host whose process is gone (killed), without waiting for leases."""
-        host = socket.gethostname()
-        for worker_id, pid in running_workers(self.db, host):
-            if pid == os.getpid() or _alive(pid):
-                continue
-            released = expire_claims(self.db, worker_id)
-            write_heartbeat(self.db, worker_id=worker_id, hostname=host, pid=pid, state="stopped")
-            log.warning("worker %s (pid %d) is gone; %d of its claims expired for retry", worker_id, pid, released)
+    # -- database access --------------------------------------------------------------------------
+    def _with_db(self, fn: Callable[[], T], what: str) -> T:
+        return guarded(fn, what=what, budget_seconds=self.settings.db_retry_seconds)
+
+    def _recover(self, *, force: bool = False) -> None:
+        """End the claims of silent workers (every heartbeat interval)."""
+        now = time.monotonic()
+        if not force and now - self._last_recovery < self.settings.heartbeat_seconds:
+            return
+        self._last_recovery = now
+        self._db_watch.check()
+        self._with_db(lambda: recover_silent_workers(self.db, me=self.instance_id,
+                                                     dead_after_seconds=self.settings.dead_after_seconds),
+                      "recovering silent workers")
 
     # -- signals ----------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -167,38 +195,46 @@ class Worker:
 
     def _register(self, src: Source, candidates: list[FileCandidate]) -> int:
         """Hash a chunk of candidates and register them in one transaction; returns the number of new images."""
-        found: list[tuple[FileCandidate, FileFound]] = []
-        for cand in candidates:
-            try:
-                digest = sha256_file(cand.path)
-            except OSError as exc:
-                log.warning("cannot hash %s (%s); it will be retried at the next scan", cand.uri, exc)
-                continue
-            found.append((cand, FileFound(uri=cand.uri, sha256=digest, size_bytes=cand.size_bytes,
-                                          mtime_ns=cand.mtime_ns, source=src.name,
-                                          captured_at=dt.datetime.fromtimestamp(cand.mtime_ns / 1e9, dt.UTC))))
-        if not found:
-            return 0
-        with session_scope(self.db, write=True) as session:
-            outcomes = register_files(session, [f for _, f in found])
-        new = 0
-        for (cand, _), outcome in zip(found, outcomes, strict=True):
-            self._known[cand.uri] = (cand.size_bytes, cand.mtime_ns)
-            if outcome is RegisterOutcome.DUPLICATE:
-                log.info("duplicate bytes, recorded as a sighting: %s", cand.uri, extra={"uri": cand.uri})
-            new += outcome is RegisterOutcome.NEW
-        return new
+        return self._register_found(hash_candidates(candidates, src.root, src.name, self.settings.max_image_bytes))
+
+    def _register_found(self, found: list[FileFound]) -> int:
+        self._db_watch.check()
+        outcomes = register(self.db, found, retry_seconds=self.settings.db_retry_seconds)
+        for f in found:
+            self._known[f.uri] = (f.size_bytes, f.mtime_ns)
+        return sum(outcome is RegisterOutcome.NEW for outcome in outcomes)
 
     def process_once(self) -> int:
         """Claim, process and commit one batch; returns the number of images written."""
-        claims = claim_batch(self.db, self.worker_id, self.settings.batch_size, self.settings.lease_seconds,
-                             self.settings.max_attempts)
+        settings = self.settings
+        self._db_watch.check()
+        claims = self._with_db(lambda: claim_batch(
+            self.db, self.instance_id, settings.batch_size, settings.lease_seconds, settings.max_attempts,
+            sources=[s.name for s in self.sources]), "claiming a batch")
         if not claims:
             return 0
-        results = process_batch(claims, self.ctx)
-        written = complete_batch(self.db, self.worker_id, results)
-        self.processed += sum(1 for r in results if r.status == "ok")
-        self.errors += sum(1 for r in results if r.status == "error")
+        assert self._keeper is not None
+        self._claimed = len(claims)
+        self._keeper.hold([c.id for c in claims])
+        try:
+            outcome = process_batch(claims, self.ctx)
+            self._db_watch.check()
+            written = write_results(self.db, self.instance_id, outcome.results, claims,
+                                    retry_seconds=settings.db_retry_seconds)
+        except (DatabaseUnavailable, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception:  # outside any one image: split the batch (attempt counted) rather than loop on it
+            log.exception("batch of %d failed outside any single image; its leases end so that it is retried "
+                          "in smaller groups", len(claims))
+            self._with_db(lambda: expire_claims(self.db, self.instance_id), "ending the batch's leases")
+            self._claimed = 0
+            return 0
+        finally:
+            self._keeper.release()
+        self._claimed = 0
+        self._register_found(outcome.changed)
+        self.processed += sum(1 for r in outcome.results if r.status == "ok")
+        self.errors += sum(1 for r in outcome.results if r.status == "error")
         self._batches_since_drift += 1
         return written
 
@@ -208,35 +244,50 @@ class Worker:
             return
         started = utcnow()
         assert self.cam is not None
-        handle = ensure_reference(self.db, self.settings.reference, self.model_version_id, self.cam.method.key)
-        if handle is not None:
-            self.reference = handle
-            self.ctx.reference = handle.summary
-            written = recompute_drift(self.db, self.settings, handle, self.model_version_id, since=self._last_drift)
-            log.info("drift updated: %d results", written)
-            self._last_drift = started
         self._batches_since_drift = 0
+        try:
+            handle = self._with_db(lambda: ensure_reference(self.db, self.settings.reference, self.model_version_id,
+                                                            self.cam.method.key), "building the reference")  # type: ignore[union-attr]
+            if handle is not None:
+                self.reference = handle
+                self.ctx.reference = handle.summary
+                written = self._with_db(lambda: recompute_drift(self.db, self.settings, handle, self.model_version_id,
+                                                                since=self._last_drift), "recomputing drift")
+                log.info("drift updated: %d results", written)
+                self._last_drift = started
+        except DatabaseUnavailable:
+            raise
+        except Exception:  # monitoring is kept current at the next pass; the images go on
+            log.exception("drift update failed; the worker goes on and tries again after %d batches",
+                          self.settings.drift.every_batches)
+
+    def _write_heartbeat(self, state: str) -> None:
+        rate = self.processed / max(time.monotonic() - self._started, 1e-6)
+        write_heartbeat(self.db, worker_id=self.worker_id, instance_id=self.instance_id,
+                        hostname=socket.gethostname(), pid=os.getpid(), state=state,
+                        source=",".join(str(s.root) for s in self.sources)[:200],
+                        model_version_id=self.model_version_id, processed=self.processed, errors=self.errors,
+                        images_per_s=rate)
 
     def heartbeat(self, state: str, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_beat < HEARTBEAT_SECONDS:
+        if not force and now - self._last_beat < self.settings.heartbeat_seconds:
             return
         self._last_beat = now
-        rate = self.processed / max(now - self._started, 1e-6)
-        write_heartbeat(self.db, worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                        state=state, source=",".join(str(s.root) for s in self.sources),
-                        model_version_id=self.model_version_id, processed=self.processed, errors=self.errors,
-                        images_per_s=rate)
+        self._with_db(lambda: self._write_heartbeat(state), "writing the heartbeat")
 
     # -- loop -------------------------------------------------------------------------------------
     def work(self, burst: bool = False) -> bool:
         """Run until stopped (or, with ``burst``, until nothing is left); returns whether any image was done."""
         did_work = False
+        clean = True
         bar = tqdm(unit="img", desc="camwatch", disable=not sys.stderr.isatty(), dynamic_ncols=True)
         try:
             self.bootstrap()
+            names = [s.name for s in self.sources]
             self.heartbeat("starting", force=True)
             while not self.stopping:
+                self._recover()
                 self.scan()
                 written = self.process_once()
                 if written:
@@ -248,26 +299,40 @@ class Worker:
                 if did_work and self._batches_since_drift:
                     self.update_monitoring(force=True)
                 self.heartbeat("running")
-                if burst and not any(s.waiting for s in self.sources) and not has_claimable_work(self.db):
+                if burst and not any(s.waiting for s in self.sources) and not self._with_db(
+                        lambda: has_claimable_work(self.db, names), "looking for work"):
                     break
                 time.sleep(self.settings.poll_seconds)
             if did_work and self._batches_since_drift:
                 self.update_monitoring(force=True)
+        except DatabaseUnavailable as exc:
+            log.error("stopping: %s", exc)
+            raise
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            clean = False
+            raise
         finally:
             bar.close()
-            self.close()
+            self.close(clean=clean)
         log.info("worker %s stopped: %d images ok, %d errors, %d registered", self.worker_id, self.processed,
                  self.errors, self.registered)
         return did_work
 
-    def close(self) -> None:
-        """Teardown: claims released, heartbeat 'stopped' (when bootstrapped), file watchers closed."""
+    def close(self, *, clean: bool = True) -> None:
+        """Teardown: the lease keeper stopped, claims released (``clean``) or their leases ended so that they
+        are retried in smaller groups (after an unexpected error), heartbeat 'stopped', watchers closed.
+        When the database does not answer, the claims are left to lease expiry and recovery (logged)."""
         try:
+            if self._keeper is not None:
+                self._keeper.stop()
+                self._keeper = None
             if self._bootstrapped:
-                released = release_claims(self.db, self.worker_id)
-                if released:
-                    log.info("released %d claimed images", released)
-                self.heartbeat("stopped", force=True)
+                settings = self.settings
+                hand_back_claims(self.db, self.instance_id, clean=clean, solo=self._claimed == 1,
+                                 watch=self._db_watch, last_beat=lambda: self._write_heartbeat("stopped"),
+                                 lease_seconds=settings.lease_seconds, dead_after_seconds=settings.dead_after_seconds)
         finally:
             for src in self.sources:
                 src.close()

@@ -12,7 +12,9 @@ longer than ``stable_seconds`` mid-file, defeats both rules: write to ``name.par
 Each complete version is returned at most once per :class:`FolderSource`; a file rewritten later
 (new size or mtime) is returned again. ``FileCandidate.uri`` is the file's absolute path below the
 *resolved* root, with symlinks inside the root kept as found (so it is also the path to open);
-moving the root elsewhere changes every URI.
+moving the root elsewhere changes every URI. A name that is not valid UTF-8 (``bad\\xff.jpg``) is found
+like any other; its uri writes the undecodable bytes as ``\\xNN`` (:func:`camwatch.files.uri_for_path`),
+while ``path`` keeps the real name.
 
 Ignored: hidden files and folders (``.*``), ``*.part``, ``*.tmp``, ``*~``, sidecar files, extensions
 outside the allowlist. Symlinks (files and folders) are followed only when their resolved target is
@@ -22,7 +24,6 @@ symlink loops end and a folder reachable by its real path is reported under that
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -38,6 +39,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from camwatch.files import uri_for_path
 from worker.sources.sidecars import is_sidecar_file
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,8 @@ _TEMP_ENDINGS = (".part", ".tmp", "~")
 
 @dataclass(frozen=True)
 class FileCandidate:
-    """A complete file: ``path`` (absolute, below the resolved root), ``uri`` (``str(path)``, stored in
-    the database), ``relative_path`` (POSIX, relative to the root), size and mtime of this version."""
+    """A complete file: ``path`` (absolute, below the resolved root), ``uri`` (``str(path)``, or its
+    printable form for a name that is not UTF-8; stored in the database), ``relative_path`` (POSIX, relative to the root), size and mtime of this version."""
 
     path: Path
     uri: str
@@ -213,7 +215,7 @@ class FolderSource:
 
     def _emit(self, relative: str, path: str, st: os.stat_result) -> FileCandidate:
         self._emitted[relative] = (st.st_size, st.st_mtime_ns)
-        return FileCandidate(path=Path(path), uri=path, relative_path=relative, size_bytes=st.st_size,
+        return FileCandidate(path=Path(path), uri=uri_for_path(path), relative_path=relative, size_bytes=st.st_size,
                              mtime_ns=st.st_mtime_ns)
 
     def _forget_missing(self, observed: dict[str, tuple[str, os.stat_result]]) -> None:
@@ -288,11 +290,3 @@ class FolderSource:
         with os.scandir(folder) as entries:
             yield from (e for e in entries if not e.name.startswith("."))
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file's bytes, read in ``chunk``-byte blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

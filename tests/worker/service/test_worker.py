@@ -71,7 +71,8 @@ def ok_so_far(url: str, db_file: Path) -> int:
 
 def worker_cmd(src: Path, url: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "worker", "run", "--source", str(src), "--db", url, "--model", TINY,
-            "--stable-seconds", "0.2", "--poll-seconds", "0.1", "--batch-size", "4", *extra]
+            "--stable-seconds", "0.2", "--poll-seconds", "0.1", "--batch-size", "4", "--heartbeat-seconds", "0.3",
+            "--dead-after-seconds", "1.5", *extra]
 
 
 def spawn(cmd: list[str], log: Path) -> subprocess.Popen:

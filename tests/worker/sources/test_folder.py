@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.sources.folder import FileCandidate, FolderSource, sha256_file
+from worker.sources.folder import FileCandidate, FolderSource
 
 STABLE = 0.2
 
@@ -210,8 +209,3 @@ def test_root_must_exist(tmp_path: Path) -> None:
         FolderSource(tmp_path / "file.jpg", use_events=False)
 
 
-def test_sha256_file(tmp_path: Path) -> None:
-    content = os.urandom(3 * 1024 + 7)
-    path = tmp_path / "blob.bin"
-    path.write_bytes(content)
-    assert sha256_file(path, chunk=1024) == hashlib.sha256(content).hexdigest() == sha256_file(path)

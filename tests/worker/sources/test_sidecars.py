@@ -147,9 +147,9 @@ def test_coco_parsed_once_and_reparsed_after_change(root: Path, monkeypatch: pyt
     calls: list[Path] = []
     real = coco_format.parse_coco
 
-    def counting(path: Path, limit: int) -> coco_format.CocoIndex:
+    def counting(path: Path, limit: int, source_root: Path) -> coco_format.CocoIndex:
         calls.append(path)
-        return real(path, limit)
+        return real(path, limit, source_root)
 
     monkeypatch.setattr(coco_format, "parse_coco", counting)
     for i, image in enumerate(images):
@@ -167,7 +167,7 @@ def test_coco_ambiguous_base_name_is_reported(root: Path) -> None:
     image = _image(root)
     _coco(root / "annotations.json", [(1, "a/x.jpg"), (2, "b/x.jpg")], [(1, [0, 0, 1, 1], 1)])
     result = _read(image, root)
-    assert result.region is None and "2 images are named 'x.jpg'" in result.warnings[0]
+    assert result.region is None and "2 images have this image's file name" in result.warnings[0]
 
 
 @pytest.mark.parametrize(("name", "content", "reason"), [

@@ -21,6 +21,11 @@ All boxes and masks refer to the image **as stored** (before EXIF orientation; s
 contributes nothing, a warning names the file and the reason, and the region is ``None`` (not a
 lower-priority source): we cannot tell which object the broken file meant, and measuring against another
 region would silently mix two definitions of "the object" in the statistics.
+
+Every sidecar is read confined to the source root (:mod:`camwatch.files`: no symlink out of it, regular
+files only, size-capped); one that is not is malformed, with the reason. Any other exception a reader
+raises (a bug, a parser limit) is also a malformed sidecar, described by the exception's class only: the
+image is still processed and the other images never notice.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import fnmatch
 import os
 from pathlib import Path
 
+from camwatch.files import display_path
 from camwatch.regions import ObjectRegion
 from worker.sources.sidecars import coco, json_sidecar, mask, voc, yolo  # noqa: F401  (register the formats)
 from worker.sources.sidecars.base import (
@@ -67,13 +73,24 @@ def read_annotations(image_path: Path, *, source_root: Path, config: AnnotationC
     found: list[Annotations] = []
     broken = False
     for fmt in SIDECAR_FORMATS.values():
-        for sidecar in fmt.candidates(image):
-            if not sidecar.is_file():
+        try:
+            candidates = list(fmt.candidates(image))
+        except Exception as exc:  # e.g. a folder that cannot be listed: recorded, not raised
+            result.warnings.append(f"{fmt.key} sidecars: cannot look for them ({type(exc).__name__})")
+            broken = True
+            continue
+        for sidecar in candidates:
+            if not os.path.lexists(sidecar):
                 continue
             try:
                 item = fmt.read(sidecar, image)
             except Malformed as exc:
-                result.warnings.append(f"{sidecar}: {exc}")
+                result.warnings.append(f"{display_path(sidecar)}: {exc}")
+                broken = True
+                break
+            except Exception as exc:  # any failure is this sidecar's, recorded without its message
+                result.warnings.append(f"{display_path(sidecar)}: could not be read as {fmt.key} "
+                                       f"({type(exc).__name__})")
                 broken = True
                 break
             if item is not None:

@@ -6,7 +6,6 @@ label is the category of the largest box."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from worker.sources.sidecars.base import (
     cached,
     matches_any,
     number,
+    parse_json,
     read_text,
     region_of,
     register,
@@ -44,23 +44,48 @@ def _normalise(file_name: str) -> str:
     return name
 
 
-def parse_coco(path: Path, limit: int) -> CocoIndex:
-    try:
-        doc = json.loads(read_text(path, limit))
-        categories = {c["id"]: str(c["name"]) for c in doc.get("categories", [])}
-        names = {img["id"]: _normalise(img["file_name"]) for img in doc["images"]}
-        boxes: dict[str, list[tuple[Box, str | None]]] = {name: [] for name in names.values()}
-        skipped = 0
-        for ann in doc.get("annotations", []):
-            x, y, w, h = (number(v, "bbox value") for v in ann["bbox"])
-            if w <= 0 or h <= 0:
-                skipped += 1
-                continue
-            boxes[names[ann["image_id"]]].append(((x, y, x + w, y + h), categories.get(ann.get("category_id"))))
-    except json.JSONDecodeError as exc:
-        raise Malformed(f"invalid JSON ({exc})") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise Malformed(f"not a COCO detection file ({type(exc).__name__}: {exc})") from None
+def _list(doc: dict, key: str, *, required: bool) -> list:
+    value = doc.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise Malformed(f'not a COCO detection file: "{key}" must be a list')
+    return value
+
+
+def parse_coco(path: Path, limit: int, root: Path) -> CocoIndex:
+    doc = parse_json(read_text(path, limit, root))
+    if not isinstance(doc, dict):
+        raise Malformed("not a COCO detection file: expected a JSON object")
+    categories: dict[object, str] = {}
+    for n, c in enumerate(_list(doc, "categories", required=False), start=1):
+        if not isinstance(c, dict) or "id" not in c or not isinstance(c.get("name"), str | int):
+            raise Malformed(f"not a COCO detection file: category {n} needs an id and a name")
+        if isinstance(c["id"], dict | list):
+            raise Malformed(f"not a COCO detection file: category {n}: the id must be a number or a string")
+        categories[c["id"]] = str(c["name"])
+    names: dict[object, str] = {}
+    for n, img in enumerate(_list(doc, "images", required=True), start=1):
+        if not isinstance(img, dict) or not isinstance(img.get("file_name"), str) or "id" not in img:
+            raise Malformed(f"not a COCO detection file: image {n} needs an id and a file_name string")
+        if isinstance(img["id"], dict | list):
+            raise Malformed(f"not a COCO detection file: image {n}: the id must be a number or a string")
+        names[img["id"]] = _normalise(img["file_name"])
+    boxes: dict[str, list[tuple[Box, str | None]]] = {name: [] for name in names.values()}
+    skipped = 0
+    for n, ann in enumerate(_list(doc, "annotations", required=False), start=1):
+        if not isinstance(ann, dict) or not isinstance(ann.get("bbox"), list) or len(ann["bbox"]) != 4:
+            raise Malformed(f"not a COCO detection file: annotation {n} needs a bbox [x, y, w, h]")
+        image_id = ann.get("image_id")
+        if isinstance(image_id, dict | list) or image_id not in names:
+            raise Malformed(f"not a COCO detection file: annotation {n} names an image id that is not in \"images\"")
+        x, y, w, h = (number(v, f"annotation {n} bbox") for v in ann["bbox"])
+        if w <= 0 or h <= 0:
+            skipped += 1
+            continue
+        category = ann.get("category_id")
+        label = categories.get(category) if not isinstance(category, dict | list) else None
+        boxes[names[image_id]].append(((x, y, x + w, y + h), label))
     if skipped:
         logger.info("%s: skipped %d annotations with an empty bbox", path, skipped)
     by_base: dict[str, list[str]] = {}
@@ -100,16 +125,16 @@ class CocoSidecar(SidecarFormat):
 
     def read(self, path: Path, image: ImageContext) -> Annotations | None:
         """The image's boxes, or ``None`` when this COCO file does not list the image."""
-        index: CocoIndex = cached(parse_coco, path, image.config.max_coco_bytes)
+        index: CocoIndex = cached(parse_coco, path, image.config.max_coco_bytes, image.source_root)
         for name in (image.path.relative_to(path.parent).as_posix(), image.relative.as_posix()):
             if name in index.annotations:
-                return self._found(index.annotations[name])
+                return self._found(index.annotations[name], image)
         matches = index.by_base.get(image.path.name, ())
         if len(matches) > 1:
-            raise Malformed(f"{len(matches)} images are named {image.path.name!r}: cannot tell which one is meant")
-        return self._found(index.annotations[matches[0]]) if matches else None
+            raise Malformed(f"{len(matches)} images have this image's file name: cannot tell which one is meant")
+        return self._found(index.annotations[matches[0]], image) if matches else None
 
     @staticmethod
-    def _found(boxes: tuple[tuple[Box, str | None], ...]) -> Annotations:
-        region, label = region_of(list(boxes), "coco")
+    def _found(boxes: tuple[tuple[Box, str | None], ...], image: ImageContext) -> Annotations:
+        region, label = region_of(list(boxes), "coco", image.config.max_boxes)
         return Annotations(region=region, label=label)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from camwatch.imaging.decode import ImageDecodeError, load_mask
 from camwatch.regions import ObjectRegion
-from worker.sources.sidecars.base import Annotations, ImageContext, Malformed, SidecarFormat, register
+from worker.sources.sidecars.base import (
+    Annotations,
+    ImageContext,
+    Malformed,
+    SidecarFormat,
+    read_bytes,
+    register,
+)
 
 
 @register
@@ -21,8 +28,9 @@ class MaskSidecar(SidecarFormat):
         return [image.folder / f"{image.stem}.mask.png"]
 
     def read(self, path: Path, image: ImageContext) -> Annotations:
+        data = read_bytes(path, image.config.max_sidecar_bytes, image.source_root)
         try:
-            mask = load_mask(path)
+            mask = load_mask(path, data=data)
         except ImageDecodeError as exc:
             raise Malformed(exc.reason) from None
         if image.width is not None and image.height is not None and mask.shape != (image.height, image.width):

@@ -1,11 +1,17 @@
 """``voc``: Pascal VOC ``STEM.xml``. VOC corners are 1-based and inclusive; the half-open 0-based box is
-``(xmin - 1, ymin - 1, xmax, ymax)``. The label is the class of the largest box."""
+``(xmin - 1, ymin - 1, xmax, ymax)``. The label is the class of the largest box.
+
+Parsed with :mod:`defusedxml`: a document type declaration, entities (the "billion laughs" expansion) and
+external references (XXE, which would read a file named by the XML) are refused as malformed."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from camwatch.regions import Box
 from worker.sources.sidecars.base import (
@@ -13,6 +19,7 @@ from worker.sources.sidecars.base import (
     ImageContext,
     Malformed,
     SidecarFormat,
+    check_box_count,
     number,
     read_text,
     region_of,
@@ -30,18 +37,28 @@ class VocSidecar(SidecarFormat):
         return [image.folder / f"{image.stem}.xml"]
 
     def read(self, path: Path, image: ImageContext) -> Annotations:
+        text = read_text(path, image.config.max_sidecar_bytes, image.source_root)
         try:
-            root = ElementTree.fromstring(read_text(path, image.config.max_sidecar_bytes))
-        except ElementTree.ParseError as exc:
-            raise Malformed(f"invalid XML ({exc})") from None
+            root = fromstring(text, forbid_dtd=True)
+        except ParseError as exc:
+            line, column = exc.position
+            raise Malformed(f"invalid XML (line {line}, column {column})") from None
+        except DefusedXmlException as exc:
+            raise Malformed(f"unsafe XML refused ({type(exc).__name__}: DTDs, entities and external "
+                            "references are not allowed)") from None
+        except RecursionError:
+            raise Malformed("invalid XML (nested too deeply)") from None
         if root.tag != "annotation":
-            raise Malformed(f"expected a Pascal VOC <annotation>, got <{root.tag}>")
+            raise Malformed("expected a Pascal VOC <annotation> root element")
+        objects = root.findall(".//object")
+        check_box_count(len(objects), image.config.max_boxes)
         boxes: list[tuple[Box, str | None]] = []
-        for obj in root.iter("object"):
+        for index, obj in enumerate(objects, start=1):
             bndbox = obj.find("bndbox")
             if bndbox is None:
-                raise Malformed("an <object> has no <bndbox>")
-            x0, y0, x1, y1 = (number(bndbox.findtext(tag), f"<{tag}>") for tag in ("xmin", "ymin", "xmax", "ymax"))
+                raise Malformed(f"<object> {index} has no <bndbox>")
+            x0, y0, x1, y1 = (number(bndbox.findtext(tag), f"<object> {index} <{tag}>")
+                              for tag in ("xmin", "ymin", "xmax", "ymax"))
             boxes.append(((x0 - 1.0, y0 - 1.0, x1, y1), (obj.findtext("name") or "").strip() or None))
-        region, label = region_of(boxes, "voc")
+        region, label = region_of(boxes, "voc", image.config.max_boxes)
         return Annotations(region=region, label=label)
