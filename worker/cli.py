@@ -8,9 +8,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from worker.commands import dashboard, drift, explain, export, run
+from worker.commands import dashboard, drift, explain, export, run, submit
 
-COMMANDS = (run, explain, export, drift, dashboard)
+COMMANDS = (run, explain, export, drift, dashboard, submit)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,15 @@ def image_bytes(seed: int, size: tuple[int, int] = (48, 40), fmt: str = "PNG") -
     return buffer.getvalue()
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

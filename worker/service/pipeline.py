@@ -41,6 +41,8 @@ class PipelineContext:
     stats: StatsConfig = field(default_factory=StatsConfig)
     thumbnails: str = "flagged"  # all | flagged | none
     reference: ReferenceSummary | None = None
+    #: By image id: what a queue event carried about the image (replaces its sidecars); set per batch.
+    event_annotations: dict[int, Annotations] = field(default_factory=dict)
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,8 +68,9 @@ def _decode(claim: ClaimedImage, ctx: PipelineContext) -> _Decoded:
     path = Path(claim.uri)
     root = ctx.source_roots.get(claim.source, path.parent)
     decoded = load_image(path, draft_size=max(ctx.engine.loaded.preprocessing.size))
-    notes = read_annotations(path, source_root=root, config=ctx.annotations, width=decoded.raw_width,
-                             height=decoded.raw_height, source_name=claim.source)
+    notes = ctx.event_annotations.get(claim.id) or read_annotations(
+        path, source_root=root, config=ctx.annotations, width=decoded.raw_width, height=decoded.raw_height,
+        source_name=claim.source)
     for warning in notes.warnings:
         log.warning("%s: %s", claim.uri, warning)
     region = notes.region

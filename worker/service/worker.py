@@ -49,8 +49,9 @@ from worker.cam.engine import CamEngine
 from worker.runtime import limit_blas_threads
 from worker.service.monitor import recompute_drift
 from worker.service.pipeline import PipelineContext, process_batch
-from worker.sources import Source, open_source
+from worker.sources import QueueSource, Source, open_source
 from worker.sources.folder import FileCandidate, sha256_file
+from worker.sources.queue.notes import event_annotations
 from worker.sources.sidecars import AnnotationConfig
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,10 @@ class Worker:
                 method=cam.method.key)
         with session_scope(self.db) as session:
             for src in self.sources:
-                self._known.update(known_uris(session, src.name))
+                if isinstance(src, QueueSource):  # queue events: registered by the source, acked after commit
+                    src.attach(self.db, self.worker_id, loaded.class_names)
+                else:
+                    self._known.update(known_uris(session, src.name))
         self.ctx = PipelineContext(
             engine=cam, model_version_id=self.model_version_id,
             source_roots={s.name: s.root for s in self.sources},
@@ -159,6 +163,9 @@ class Worker:
         """Register newly complete files; returns the number of new images."""
         new = 0
         for src in self.sources:
+            if isinstance(src, QueueSource):
+                new += src.pump()  # acknowledge settled events, then receive and register new ones
+                continue
             candidates = [c for c in src.poll() if self._known.get(c.uri) != (c.size_bytes, c.mtime_ns)]
             for start in range(0, len(candidates), SCAN_CHUNK):
                 new += self._register(src, candidates[start:start + SCAN_CHUNK])
@@ -195,6 +202,7 @@ class Worker:
                              self.settings.max_attempts)
         if not claims:
             return 0
+        self.ctx.event_annotations = event_annotations(self.db, [c.id for c in claims])
         results = process_batch(claims, self.ctx)
         written = complete_batch(self.db, self.worker_id, results)
         self.processed += sum(1 for r in results if r.status == "ok")
