@@ -1,4 +1,5 @@
-"""The Health page's queue section: backlog, in-flight events, dead letters, stale and disconnected consumers."""
+"""Queue sources in the dashboard: the Health page's queue section (backlog, in-flight events, dead letters,
+stale and disconnected consumers) and the deployed model's prediction on the Image page."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from db.migrate import upgrade
-from db.models import QueueStatus
+from db.export import iter_rows
+from db.models import Image, Prediction, QueueStatus
 from db.queue_status import QueueReport, write_queue_status
 from db.session import make_engine, write_transaction
+from demo.synthetic.fill import fill_database
 from tests.support import REPO
 
 
@@ -23,12 +26,15 @@ def _report(source: str, consumer: str, **kw: object) -> QueueReport:
     return QueueReport(source=source, consumer=consumer, **fields)
 
 
-def _health(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> AppTest:
+def _page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, page: str = "health",
+          image: int | None = None) -> AppTest:
     monkeypatch.setenv("CAMWATCH_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv("CAMWATCH_DB", url)
     at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=60)
+    if image is not None:
+        at.query_params["image"] = str(image)
     at.run()
-    at.switch_page("app_pages/health.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -51,7 +57,7 @@ def test_queue_backlog_in_flight_dead_letters_and_unhealthy_consumers(monkeypatc
         conn.execute(update(QueueStatus).where(QueueStatus.kind == "mqtt")
                      .values(updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
     engine.dispose()
-    at = _health(monkeypatch, tmp_path, url)
+    at = _page(monkeypatch, tmp_path, url)
     assert "Queues" in [s.value for s in at.subheader]
     assert _metric(at, "Queue backlog") == "42"  # Redis: lag 40 + pending 2 of the group; MQTT reports no lag
     assert _metric(at, "In flight") == "14" and _metric(at, "Dead letters") == "3"
@@ -63,6 +69,28 @@ def test_queue_backlog_in_flight_dead_letters_and_unhealthy_consumers(monkeypatc
 
 
 def test_without_queue_sources_the_section_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = _health(monkeypatch, tmp_path, f"sqlite:///{tmp_path / 'cw.db'}")
+    at = _page(monkeypatch, tmp_path, f"sqlite:///{tmp_path / 'cw.db'}")
     assert any("No queue source" in c.value for c in at.caption)
     assert not any(m.label == "Queue backlog" for m in at.metric)
+
+
+def test_the_image_page_says_whether_the_deployed_model_agrees(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    fill_database(url, 40, seed=1, days=2, cameras=2, reference_size=10, pending=0)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        (a, a_class), (b, b_class) = conn.execute(select(Prediction.image_id, Prediction.class_index)
+                                                  .order_by(Prediction.image_id).limit(2)).all()
+    with write_transaction(engine) as conn:
+        conn.execute(update(Image).where(Image.id == a).values(deployed_class_index=a_class, deployed_score=0.9))
+        conn.execute(update(Image).where(Image.id == b).values(deployed_class_index=(b_class + 1) % 5))
+    engine.dispose()
+    agrees = _page(monkeypatch, tmp_path, url, "image", a)
+    assert any("Deployed model:" in c.value and "(0.90); the monitor's top-1 agrees" in c.value for c in agrees.caption)
+    differs = _page(monkeypatch, tmp_path, url, "image", b)
+    assert any("the monitor's top-1 **disagrees**" in c.value for c in differs.caption)
+    rows = {r["image_id"]: r for r in iter_rows(make_engine(url), with_heatmap=False)}
+    assert (rows[a]["deployed_class_index"], rows[a]["deployed_score"]) == (a_class, 0.9)
+    other = next(i for i in rows if i not in (a, b))
+    assert rows[other]["deployed_class_index"] is None  # images that no event described
