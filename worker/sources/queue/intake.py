@@ -21,7 +21,7 @@ import hashlib
 import http.client
 import os
 import stat
-import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,23 +92,28 @@ def materialize(event: ImageEvent, cfg: IntakeConfig) -> ImageFile:
 
 
 def spool_bytes(data: bytes, spool: Path, suffix: str) -> ImageFile:
-    """Write ``data`` to its content-addressed spool file (kept when already there); returns the file."""
+    """Write ``data`` to its content-addressed spool file (kept when already there); returns the file.
+
+    A spooled file's ``mtime_ns`` is 0: it says nothing about the image (its capture time comes from the event).
+    """
     digest = hashlib.sha256(data).hexdigest()
-    path = spool / digest[:2] / f"{digest}{suffix}"
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+    folder = spool / digest[:2]
+    path = folder / f"{digest}{suffix}"
+    if not path.exists():
+        part = folder / f".{digest}.{os.getpid()}.{threading.get_ident()}.part"
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-            os.replace(tmp, path)
+            os.replace(part, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
             raise
-        st = path.stat()
-    return ImageFile(path, digest, len(data), st.st_mtime_ns, spooled=True)
+    return ImageFile(path, digest, len(data), 0, spooled=True)
 
 
 def _inside(path: Path, roots: Iterable[Path]) -> bool:
