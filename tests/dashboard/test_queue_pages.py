@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
-from db.migrate import upgrade
 from db.export import iter_rows
+from db.migrate import upgrade
 from db.models import Image, Prediction, QueueStatus
 from db.queue_status import QueueReport, write_queue_status
 from db.session import make_engine, write_transaction

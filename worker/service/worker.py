@@ -232,7 +232,8 @@ class Worker:
         self._last_beat = now
         rate = self.processed / max(now - self._started, 1e-6)
         write_heartbeat(self.db, worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                        state=state, source=",".join(str(s.root) for s in self.sources),
+                        state=state, source=",".join(s.name if isinstance(s, QueueSource) else str(s.root)
+                                                      for s in self.sources),
                         model_version_id=self.model_version_id, processed=self.processed, errors=self.errors,
                         images_per_s=rate)
 

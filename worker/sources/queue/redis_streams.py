@@ -63,6 +63,7 @@ class RedisStreamSource(QueueSource):
         self._history = True  # re-reading this consumer's own pending entries (after a restart)
         self._history_from = "0"
         self._more = True
+        self._autoclaim_from = "0-0"
         now = time.monotonic()
         self._next_autoclaim = now
         self._next_renew = now + self._renew_every
@@ -145,7 +146,8 @@ class RedisStreamSource(QueueSource):
             return []
         idle_ms = int(self.queue.claim_timeout_seconds * 1000)
         reply = self._guard(self.redis.xautoclaim, self.location.stream, self.location.group, self.consumer,
-                            idle_ms, "0-0", count=free)
+                            idle_ms, self._autoclaim_from, count=free)
+        self._autoclaim_from = _text(reply[0])  # XAUTOCLAIM scans at most 10 x COUNT entries: go on from there
         claimed, deleted = reply[1], (reply[2] if len(reply) > 2 else [])
         if deleted:  # entries removed from the stream while pending: nothing left to process
             self._guard(self.redis.xack, self.location.stream, self.location.group, *deleted)
