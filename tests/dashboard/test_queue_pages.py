@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
+from camwatch.settings import load_settings
+from dashboard.state import image_roots
 from db.export import iter_rows
 from db.migrate import upgrade
 from db.models import Image, Prediction, QueueStatus
@@ -94,3 +96,11 @@ def test_the_image_page_says_whether_the_deployed_model_agrees(monkeypatch: pyte
     assert (rows[a]["deployed_class_index"], rows[a]["deployed_score"]) == (a_class, 0.9)
     other = next(i for i in rows if i not in (a, b))
     assert rows[other]["deployed_class_index"] is None  # images that no event described
+
+
+def test_dashboard_reads_originals_from_folders_or_the_spool_and_allowed_roots() -> None:
+    folders = load_settings(source=["/data/a", "file:///data/b"])
+    assert image_roots(folders) == [Path("/data/a"), Path("/data/b")]
+    queues = load_settings(source=["/data/a", "redis://h/0"], allowed_roots=["/data/feed"],
+                           queue={"spool_dir": "/var/spool/cw"})
+    assert image_roots(queues) == [Path("/data/a"), Path("/var/spool/cw"), Path("/data/feed")]
