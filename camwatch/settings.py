@@ -76,7 +76,7 @@ class QueueSettings(BaseModel):
     max_in_flight: Annotated[int, Field(ge=1)] = 64  # events received and not yet acknowledged, per source
     claim_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0  # Redis: idle entries taken over after this
     max_deliveries: Annotated[int, Field(ge=1)] = 5  # Redis: dead-lettered when delivered more often
-    maxlen: Annotated[int, Field(ge=1)] = DEFAULT_STREAM_MAXLEN  # Redis: XADD MAXLEN ~ of producers (camwatch submit)
+    maxlen: Annotated[int, Field(ge=1)] = DEFAULT_STREAM_MAXLEN  # Redis: producers XADD with MAXLEN ~ this
     dead_letter_maxlen: Annotated[int, Field(ge=1)] = 100_000
     trim_acknowledged: bool = True  # Redis: XTRIM MINID entries every group has acknowledged
     reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0  # backoff ceiling after a broker loss
