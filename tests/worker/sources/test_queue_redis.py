@@ -37,6 +37,7 @@ from tests.support.workers import (
     wait_for,
 )
 from worker.service.worker import Worker
+from worker.sources import open_source
 from worker.sources.queue.redis_streams import RedisStreamSource
 
 
@@ -215,3 +216,26 @@ def test_the_worker_reconnects_when_redis_goes_away_and_comes_back(tmp_path: Pat
             thread.join(30)
     assert "broker reachable again" in caplog.text and worker.processed == 10
     assert db_counts(settings.db)["events"] == 10
+
+
+def test_trimming_removes_only_entries_every_group_acknowledged(tmp_path: Path) -> None:
+    with redis_stream() as s:
+        ids = [s.add(_inline(f"t{i}", i)) for i in range(40)]
+        s.client.xgroup_create(s.stream, "other-reader", id="0")  # another application's group, behind
+        settings = _settings(tmp_path, s.url)
+        Worker(settings).work(burst=True)
+        assert s.pending() == 0
+        source = open_source(s.url, name=None, settings=settings)
+        assert isinstance(source, RedisStreamSource)
+        try:
+            assert source.trim_acknowledged() == 0 and s.client.xlen(s.stream) == 40  # the other group needs all
+            s.client.xreadgroup("other-reader", "c", {s.stream: ">"}, count=15)
+            s.client.xack(s.stream, "other-reader", *ids[:10])  # 10 acknowledged, 5 still pending there
+            source.trim_acknowledged()
+            left = [i.decode() for i, _ in s.client.xrange(s.stream)]
+            assert set(ids[10:]) <= set(left)  # nothing that some group still needs is gone
+            s.client.xgroup_destroy(s.stream, "other-reader")
+            source.trim_acknowledged()
+            assert s.client.xlen(s.stream) < 40  # every entry acknowledged by the only group: trimmed (MINID ~)
+        finally:
+            source.close()
