@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.camwatch-req-$(REQ_HASH)
 DB ?= sqlite:///camwatch.db
+# make demo SOURCE=redis: the generator publishes events to Redis (127.0.0.1:6379) instead of writing files.
+SOURCE ?= folder
 # glibc allocator settings for long-running torch processes (docs/operations.md explains the choice).
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
@@ -37,7 +39,7 @@ lint: venv
 	$(PY) -m mypy camwatch worker db dashboard demo
 
 demo: venv
-	$(PY) -m demo.run
+	$(PY) -m demo.run --source $(SOURCE)
 
 dashboard: venv
 	$(PY) -m worker dashboard --db $(DB)
@@ -45,6 +47,7 @@ dashboard: venv
 benchmarks: venv
 	$(PY) benchmarks/cam_throughput.py
 	$(PY) benchmarks/worker_throughput.py
+	$(PY) benchmarks/queue_throughput.py
 	$(PY) benchmarks/dashboard_latency.py
 
 clean:

@@ -23,6 +23,8 @@ PREPROCESS_MODES: tuple[str, ...] = get_args(PreprocessMode)
 
 IMAGE_STATUSES: tuple[str, ...] = ("pending", "processing", "ok", "error")
 WORKER_STATES: tuple[str, ...] = ("starting", "running", "stopping", "stopped")
+#: State of a queue source as last reported by its worker (``queue_status.state``).
+QUEUE_STATES: tuple[str, ...] = ("connected", "disconnected", "stopped")
 REFERENCE_KINDS: tuple[str, ...] = ("first_n", "time_range", "folder", "manual")
 
 

@@ -22,7 +22,9 @@ from pydantic_settings import (
 )
 
 from camwatch.conventions import PreprocessMode, WindowKind, window_kind_label
+from camwatch.events import DEFAULT_MAX_INLINE_BYTES
 from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
+from camwatch.locations import DEFAULT_STREAM_MAXLEN
 from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
 from camwatch.monitoring.flags import FlagConfig
 from camwatch.passwords import check_hash_format
@@ -62,6 +64,27 @@ class DriftSettings(BaseModel):
     def window_label(self) -> str:
         """The window kind as stored with drift results: ``hour``, ``day`` or ``count:N``."""
         return window_kind_label(self.window, self.window_count)
+
+
+class QueueSettings(BaseModel):
+    """Queue sources (``redis://``, ``mqtt://``): spool, limits, timeouts, backpressure (docs/events.md and
+    docs/operations.md say what each one is for)."""
+
+    spool_dir: Path = Path("camwatch-spool")  # inline and downloaded images, content-addressed
+    spool_keep: Literal["all", "flagged", "none"] = "flagged"  # spooled files kept after the result
+    max_inline_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_INLINE_BYTES
+    max_download_bytes: Annotated[int, Field(ge=1)] = 20 << 20
+    download_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    max_in_flight: Annotated[int, Field(ge=1)] = 64  # events received and not yet acknowledged, per source
+    claim_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0  # Redis: idle entries taken over after this
+    max_deliveries: Annotated[int, Field(ge=1)] = 5  # Redis: dead-lettered when delivered more often
+    maxlen: Annotated[int, Field(ge=1)] = DEFAULT_STREAM_MAXLEN  # Redis: producers XADD with MAXLEN ~ this
+    dead_letter_maxlen: Annotated[int, Field(ge=1)] = 100_000
+    trim_acknowledged: bool = True  # Redis: XTRIM MINID entries every group has acknowledged
+    reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0  # backoff ceiling after a broker loss
+    session_expiry_seconds: Annotated[int, Field(ge=0)] = 7 * 86400  # MQTT persistent session
+    dead_letter_topic: str = "camwatch/dead"  # MQTT
+    drain_quiet_seconds: Annotated[float, Field(gt=0)] = 1.0  # MQTT --once: drained after this silence
 
 
 class DashboardSettings(BaseModel):
@@ -104,13 +127,17 @@ class Settings(BaseSettings):
     batch_size: int = 16
     topk: int = 5
     # sources
-    source: list[Path] = Field(default_factory=list)
+    source: list[str] = Field(default_factory=list)  # folders, redis://..., mqtt://...
     path_tags: list[str] = Field(default_factory=list)  # e.g. ["site", "camera"] from site/camera/... paths
     roi: dict[str, list[float]] = Field(default_factory=dict)  # source name or glob -> [x0, y0, x1, y1]
     stable_seconds: float = 2.0
     rescan_seconds: float = 30.0
     poll_seconds: float = 1.0
     use_events: bool = True
+    allowed_roots: list[Path] = Field(default_factory=list)  # file:// images of queue events only below these
+    allowed_hosts: list[str] = Field(default_factory=list)  # http(s):// images of queue events: host[:port]
+    topic_tags: list[str] = Field(default_factory=list)  # MQTT: topic levels after the filter's prefix -> tags
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     # processing
     thumbnails: Literal["all", "flagged", "none"] = "flagged"
     lease_seconds: Annotated[float, Field(gt=0)] = 300.0  # renewed while a batch runs
@@ -131,6 +158,16 @@ class Settings(BaseSettings):
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _locations(cls, value: Any) -> Any:
+        """Paths given programmatically become strings (a URL must not go through ``Path``, which would
+        fold its ``//``)."""
+        if isinstance(value, str | os.PathLike):
+            value = [value]
+        return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value] if isinstance(value, list) \
+            else value
 
     @field_validator("batch_size", "topk")
     @classmethod

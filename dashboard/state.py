@@ -32,6 +32,8 @@ import db.audit
 import db.queries
 import db.queries_images
 import db.queries_slices
+import db.queue_status
+from camwatch.locations import folder_path
 from camwatch.settings import Settings, load_settings
 from db.migrate import upgrade
 from db.session import make_engine
@@ -43,7 +45,7 @@ R = TypeVar("R")
 
 QUERY_MODULES: dict[str, ModuleType] = {
     module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, db.audit,
-                                           dashboard.analysis, dashboard.images)
+                                           db.queue_status, dashboard.analysis, dashboard.images)
 }
 
 
@@ -64,12 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def image_roots(settings: Settings) -> list[Path]:
+    """Where the worker reads originals: its folder sources, and with queue sources the spool folder and the
+    ``allowed_roots`` of ``file://`` events."""
+    folders = [p for p in map(folder_path, settings.source) if p is not None]
+    if len(folders) < len(settings.source):
+        folders += [settings.queue.spool_dir, *settings.allowed_roots]
+    return folders
+
+
 def load_config(argv: Sequence[str] | None = None) -> AppConfig:
     """Settings and source roots from ``argv`` (default ``sys.argv[1:]``). Unknown arguments are ignored,
     since under ``streamlit.testing`` the process's arguments are the test runner's."""
     args, _ = _parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     settings = load_settings(args.config, db=args.db)
-    roots = args.source_roots or list(settings.source)
+    roots = args.source_roots or image_roots(settings)
     return AppConfig(settings=settings, source_roots=tuple(Path(r).expanduser().resolve() for r in roots))
 
 

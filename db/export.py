@@ -3,7 +3,8 @@ streamed in chunks of :data:`CHUNK` rows (keyset pagination on the image id).
 
 Columns: image_id, uri, sha256, status, error, warnings (JSON list), source, captured_at, processed_at, width, height, label,
 tags (JSON), object_boxes (JSON), model_version_id, model_spec, class_index, class_name, confidence,
-correct, method, target_class, heatmap_state, raw_max, raw_sum, target_logit, every statistic of
+correct, deployed_class_index and deployed_score (the deployed model's prediction, when a queue event carried
+it), method, target_class, heatmap_state, raw_max, raw_sum, target_logit, every statistic of
 :data:`camwatch.statistics.registry.HEATMAP_KEYS`, flags (comma-separated rule keys). With ``with_heatmap``
 rows also carry ``heatmap`` (the native map, nested row-major lists) and ``heatmap_extent``.
 """
@@ -30,6 +31,7 @@ def _query(after_id: int) -> Select:
                    Image.captured_at, Image.processed_at, Image.width, Image.height, Image.label, Image.tags,
                    Image.region, Image.model_version_id, ModelVersion.spec.label("model_spec"),
                    ModelVersion.class_names, Prediction.class_index, Prediction.confidence, Prediction.correct,
+                   Image.deployed_class_index, Image.deployed_score,
                    Heatmap.method, Heatmap.target_class, Heatmap.state.label("heatmap_state"), Heatmap.raw_max,
                    Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w, Heatmap.data,
                    Heatmap.extent, *[getattr(Heatmap, c) for c in HEATMAP_KEYS])

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from camwatch.conventions import IMAGE_STATUSES, REFERENCE_KINDS, REVIEW_VERDICTS, WORKER_STATES
+from camwatch.conventions import IMAGE_STATUSES, QUEUE_STATES, REFERENCE_KINDS, REVIEW_VERDICTS, WORKER_STATES
 from camwatch.statistics.heatmap import HEATMAP_STATES
 from camwatch.statistics.registry import HEATMAP_KEYS
 from db.types import UTCDateTime, utcnow
@@ -118,6 +118,9 @@ class Image(Base):
     region: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"boxes": [[x0,y0,x1,y1],...], "source": ...}
     tags: Mapped[dict[str, str] | None] = mapped_column(JSON)
     thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary)  # JPEG, longest side <= 256 px
+    # The deployed model's own prediction, when a queue event carried it (set at registration).
+    deployed_class_index: Mapped[int | None] = mapped_column(Integer)
+    deployed_score: Mapped[float | None] = mapped_column(Float)
 
 
 class ImageTag(Base):
@@ -132,7 +135,12 @@ class ImageTag(Base):
 
 
 class Sighting(Base):
-    """One uri under which some image bytes were seen; ``mtime_ns``/``size_bytes`` let a scanner skip re-hashing."""
+    """One uri under which some image bytes were seen; ``mtime_ns``/``size_bytes`` let a scanner skip re-hashing.
+
+    A queue event is a sighting too (``db.events``): ``uri`` is ``event:<event id>`` (a redelivery of a known
+    id: ``event:<event id>@<delivery>``, a duplicate), ``event_id`` its id and ``event_meta`` what it
+    carried (tags, label, boxes, time, prediction, unknown fields), which replaces sidecars for the image.
+    """
 
     __tablename__ = "sightings"
 
@@ -144,6 +152,8 @@ class Sighting(Base):
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     is_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    event_meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Prediction(Base):
@@ -349,3 +359,32 @@ class AuditEvent(Base):
     image_id: Mapped[int | None] = mapped_column(_image_fk())
     reference_id: Mapped[int | None] = mapped_column(ForeignKey("references.id", ondelete="SET NULL"))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+class QueueStatus(Base):
+    """The latest state of one queue source as one of its consumers sees it (written every few seconds).
+
+    ``lag``: entries not yet delivered to the consumer group (Redis; NULL when unknown, always for MQTT);
+    ``pending``: delivered and not acknowledged, whole group (Redis) or this consumer (MQTT); ``in_flight``:
+    received by this consumer and not yet acknowledged (at most ``max_in_flight``); ``dead_letters``: length
+    of the dead-letter stream (Redis). Counters are since the worker started.
+    """
+
+    __tablename__ = "queue_status"
+    __table_args__ = (_one_of("state", QUEUE_STATES),)
+
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(Text)  # password redacted
+    state: Mapped[str] = mapped_column(String(16))
+    lag: Mapped[int | None] = mapped_column(BigInteger)
+    pending: Mapped[int | None] = mapped_column(BigInteger)
+    in_flight: Mapped[int] = mapped_column(Integer)
+    max_in_flight: Mapped[int] = mapped_column(Integer)
+    dead_letters: Mapped[int | None] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    acknowledged: Mapped[int] = mapped_column(BigInteger, default=0)
+    dead_lettered: Mapped[int] = mapped_column(BigInteger, default=0)
+    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -13,6 +13,10 @@ attention (and prediction) off the object; from day 10 every camera sees darker,
 ``--live SECONDS`` writes everything before the last simulated day at once, then the manifest, then
 streams the last day's images into the folder over SECONDS of wall-clock time, each at the moment
 proportional to its capture time within that day.
+
+``--publish redis://...|mqtt://...`` publishes each frame as a ``camwatch.image.v1`` event instead of writing
+it (the JPEG inline, the sidecar's boxes, label, tags and capture time in the event, id ``demo:<path>``);
+``OUT`` then receives only ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+from camwatch.client import Publisher
+from camwatch.locations import redact
 from demo.compose import FrameRecipe, encode_jpeg, render
 from demo.manifest import Manifest, sidecar
 from demo.timeline import FramePlan, StreamConfig, plan_stream
@@ -75,6 +82,27 @@ def write_frame(root: Path, plan: FramePlan, jpeg: bytes) -> Path:
     return path
 
 
+#: Where a rendered frame goes: written into the folder, or published as an event.
+FrameSink = Callable[[FramePlan, bytes], object]
+
+
+def publish_frame(publisher: Publisher, plan: FramePlan, jpeg: bytes) -> str:
+    """Publish one frame as an event carrying what its sidecar would say; returns the event id."""
+    note = sidecar(plan)
+    return publisher.submit(jpeg, event_id=f"demo:{plan.relpath}", time=note["captured_at"], tags=note["tags"],
+                            label=note["label"], boxes=note["boxes"], source=f"{plan.spec.site}/{plan.spec.camera}",
+                            content_type="image/jpeg")
+
+
+@contextmanager
+def _sink(root: Path, publish: str | None) -> Iterator[FrameSink]:
+    if publish is None:
+        yield lambda plan, jpeg: write_frame(root, plan, jpeg)
+        return
+    with Publisher(publish, maxlen=1_000_000) as publisher:
+        yield lambda plan, jpeg: publish_frame(publisher, plan, jpeg)
+
+
 def _write_manifest(root: Path, manifest: Manifest) -> None:
     write_atomic(root / MANIFEST_NAME, json.dumps(manifest.to_json(), indent=1).encode(), time.time())
 
@@ -95,25 +123,28 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _write_all(root: Path, plans: Sequence[FramePlan], jpegs: Iterable[bytes]) -> None:
+def _write_all(sink: FrameSink, plans: Sequence[FramePlan], jpegs: Iterable[bytes]) -> None:
     for count, (plan, jpeg) in enumerate(zip(plans, jpegs, strict=True), start=1):
-        write_frame(root, plan, jpeg)
+        sink(plan, jpeg)
         if count % 500 == 0:
             logger.info("wrote %d/%d frames", count, len(plans))
 
 
-def generate_stream(out: Path, config: StreamConfig, *, workers: int = 1, overwrite: bool = False) -> Manifest:
-    """Write the whole stream and ``manifest.json`` (written last) into ``out``; returns the manifest."""
+def generate_stream(out: Path, config: StreamConfig, *, workers: int = 1, overwrite: bool = False,
+                    publish: str | None = None) -> Manifest:
+    """Write (or ``publish``) the whole stream and ``manifest.json`` (written last) into ``out``; returns the
+    manifest."""
     _prepare_output(out, overwrite)
     plans = plan_stream(config)
     manifest = Manifest.build(config, plans)
-    _write_all(out, plans, _encoded(plans, workers))
+    with _sink(out, publish) as sink:
+        _write_all(sink, plans, _encoded(plans, workers))
     _write_manifest(out, manifest)
     return manifest
 
 
 def stream_live(out: Path, config: StreamConfig, seconds: float, *, workers: int = 1,
-                overwrite: bool = False) -> Manifest:
+                overwrite: bool = False, publish: str | None = None) -> Manifest:
     """Write all days but the last, then ``manifest.json`` (for the whole stream), then the last day's
     frames one by one over ``seconds`` of wall-clock time: frame ``i`` is due at
     ``t0 + seconds * (captured_at_i - last_day_start) / 1 day`` (written at once when already late).
@@ -125,19 +156,20 @@ def stream_live(out: Path, config: StreamConfig, seconds: float, *, workers: int
     manifest = Manifest.build(config, plans)
     last_day = config.day_start(config.days - 1)
     split = next((i for i, plan in enumerate(plans) if plan.captured_at >= last_day), len(plans))
-    _write_all(out, plans[:split], _encoded(plans[:split], workers))
-    _write_manifest(out, manifest)
-    live = plans[split:]
-    logger.info("rendering the %d frames of %s ahead of streaming them", len(live), last_day.date())
-    jpegs = list(_encoded(live, workers))  # rendered ahead so that the pacing is not limited by rendering
-    logger.info("streaming %d frames of %s over %.1f s", len(live), last_day.date(), seconds)
-    t0 = time.monotonic()
-    for plan, jpeg in zip(live, jpegs, strict=True):
-        due = t0 + seconds * (plan.captured_at - last_day).total_seconds() / 86400.0
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        write_frame(out, plan, jpeg)
+    with _sink(out, publish) as sink:
+        _write_all(sink, plans[:split], _encoded(plans[:split], workers))
+        _write_manifest(out, manifest)
+        live = plans[split:]
+        logger.info("rendering the %d frames of %s ahead of streaming them", len(live), last_day.date())
+        jpegs = list(_encoded(live, workers))  # rendered ahead so that the pacing is not limited by rendering
+        logger.info("streaming %d frames of %s over %.1f s", len(live), last_day.date(), seconds)
+        t0 = time.monotonic()
+        for plan, jpeg in zip(live, jpegs, strict=True):
+            due = t0 + seconds * (plan.captured_at - last_day).total_seconds() / 86400.0
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sink(plan, jpeg)
     return manifest
 
 
@@ -167,6 +199,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="rendering processes (default: min(2, CPU count))")
     parser.add_argument("--force", action="store_true", help="replace an earlier demo stream in --out")
+    parser.add_argument("--publish", metavar="URL",
+                        help="publish the frames as events to redis://...?stream=S or mqtt://.../topic instead of "
+                             "writing them (--out receives the manifest)")
     return parser
 
 
@@ -179,13 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"demo.generate: {exc}") from exc
     started = time.perf_counter()
     if args.live is None:
-        manifest = generate_stream(args.out, config, workers=args.workers, overwrite=args.force)
+        manifest = generate_stream(args.out, config, workers=args.workers, overwrite=args.force,
+                                   publish=args.publish)
     else:
-        manifest = stream_live(args.out, config, args.live, workers=args.workers, overwrite=args.force)
+        manifest = stream_live(args.out, config, args.live, workers=args.workers, overwrite=args.force,
+                               publish=args.publish)
     planted = sum(entry["planted"] for entry in manifest.images)
     changed = sum(entry["global_change"] for entry in manifest.images)
     print(f"wrote {len(manifest.images)} images from {len(config.cameras)} cameras over {config.days} days "  # noqa: T201
-          f"to {args.out} in {time.perf_counter() - started:.1f} s: {planted} with the {config.planted_kind} "
+          f"to {redact(args.publish) if args.publish else args.out} in {time.perf_counter() - started:.1f} s: {planted} with the {config.planted_kind} "
           f"on {config.planted_camera} from {config.planted_start:%Y-%m-%d}, {changed} after the lighting "
           f"change on {config.global_change_start:%Y-%m-%d}")
     return 0

@@ -78,6 +78,12 @@ with left:
             hide_index=True, width="stretch")
         if image["label"] is not None:
             st.caption(f"Label: **{md(image['label'])}**; top-1 {'correct' if prediction['correct'] else 'wrong'}.")
+        if image.get("deployed_class_index") is not None:  # a queue event carried the deployed model's output
+            deployed = int(image["deployed_class_index"])
+            score = "" if image["deployed_score"] is None else f" ({image['deployed_score']:.2f})"
+            verdict = "agrees" if deployed == int(prediction["class_index"]) else "**disagrees**"
+            st.caption(f"Deployed model: **{md(class_label(detail.class_names, deployed))}**{score}; the monitor's "
+                       f"top-1 {verdict}.")
 with right:
     st.subheader("Flags")
     if len(detail.flags) == 0:

@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camwatch.events import decode_inline, parse_event
 from demo.compose import render
 from demo.generate import generate_stream, main, stream_live
-from demo.manifest import Manifest
+from demo.manifest import Manifest, sidecar
+from demo.run import commands
 from demo.sources import BACKGROUNDS, OBJECTS, image
 from demo.timeline import LIGHTING, OVERLAYS, StreamConfig, plan_stream
+from tests.support.brokers import redis_stream
 
 SMALL = StreamConfig.small()
 TINY = replace(SMALL, images=40)
@@ -248,3 +251,24 @@ def test_mtime_is_capture_time_for_live_frames_too(tmp_path: Path) -> None:
     for entry in manifest.images:
         stat = os.stat(tmp_path / "s" / entry["path"])
         assert stat.st_mtime == pytest.approx(_time(entry["captured_at"]).timestamp())
+
+
+def test_publish_mode_sends_each_frame_as_an_event_with_its_sidecar(tmp_path: Path) -> None:
+    with redis_stream() as s:
+        manifest = generate_stream(tmp_path / "out", TINY, publish=s.url)
+        events = [parse_event(fields[b"event"]) for _, fields in s.client.xrange(s.stream)]
+    assert sorted((tmp_path / "out").iterdir()) == [tmp_path / "out" / "manifest.json"]  # no image files
+    plans = {plan.relpath: plan for plan in plan_stream(TINY)}
+    assert [e.id for e in events] == [f"demo:{entry['path']}" for entry in manifest.images]
+    for event in events:
+        plan = plans[event.id.removeprefix("demo:")]
+        note = sidecar(plan)
+        assert (event.tags, event.label, [list(b) for b in event.boxes]) == (note["tags"], note["label"],
+                                                                            [[float(v) for v in note["boxes"][0]]])
+        assert event.time == _time(note["captured_at"]) and event.content_type == "image/jpeg"
+        assert decode_inline(event.data or "", 1 << 20)[:3] == b"\xff\xd8\xff"
+    cmds = commands(tmp_path, "redis", "redis://127.0.0.1:6379/0", 0, 5.0, 8501)
+    location = "redis://127.0.0.1:6379/0?stream=camwatch.demo&group=camwatch-demo"
+    assert cmds["generator"][-2:] == ["--publish", location]
+    assert cmds["worker"][cmds["worker"].index("--source") + 1] == location
+    assert cmds["dashboard"][-2:] == ["--source-root", str(tmp_path / "spool")]

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.support import REPO
+from tests.support.brokers import redis_stream
 from tests.support.browser import free_port, wait_healthy
 
 TINY_FACTORY = '''
@@ -50,6 +51,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (wheel,) = wheels.glob("camwatch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "db/migrations/versions/0001_initial.py" in names and "dashboard/app_pages/image.py" in names
+    assert "camwatch/events/image.v1.schema.json" in names  # what validates queue events
     prefix = root / "prefix"
     subprocess.run([*pip, "install", "--no-deps", "--prefix", str(prefix), str(wheel)], check=True, timeout=300,
                    capture_output=True)
@@ -66,7 +68,7 @@ def test_the_console_script_runs_every_command_outside_the_repository(installed:
                                                                      tmp_path: Path) -> None:
     help_text = _camwatch(installed, tmp_path, "--help")
     assert help_text.returncode == 0, help_text.stderr
-    for command in ("run", "explain", "export", "drift", "dashboard"):
+    for command in ("run", "explain", "export", "drift", "dashboard", "submit"):
         assert command in help_text.stdout
     run_help = _camwatch(installed, tmp_path, "run", "--help").stdout
     assert "gradcam++" in run_help and "letterbox" in run_help  # from the catalogue and the conventions
@@ -91,6 +93,10 @@ def test_the_console_script_runs_every_command_outside_the_repository(installed:
     assert (tmp_path / "ex" / "0.jpg.cam.json").is_file() and (tmp_path / "ex" / "0.jpg.cam.png").is_file()
     drift = _camwatch(installed, tmp_path, "drift", "--db", db)
     assert drift.returncode == 0 and "not enough images for the reference yet" in drift.stdout
+    with redis_stream() as s:  # the event schema is read from the installed package
+        submitted = _camwatch(installed, tmp_path, "submit", str(feed / "0.jpg"), "--inline", "--to", s.url)
+        assert submitted.returncode == 0, submitted.stderr
+        assert s.client.xlen(s.stream) == 1
 
 
 def test_the_dashboard_command_binds_to_localhost_by_default(installed: dict[str, str], tmp_path: Path) -> None:

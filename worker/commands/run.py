@@ -1,14 +1,16 @@
-"""``camwatch run``: the monitoring worker over the source folders (continuously, or ``--once``)."""
+"""``camwatch run``: the monitoring worker over its sources (folders, ``redis://`` streams, ``mqtt://`` topics),
+continuously or ``--once``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from worker.commands.common import MODEL_KEYS, add_model_args, settings_from
+from camwatch.settings import load_settings
+from worker.commands.common import MODEL_KEYS, add_model_args
 
 RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds",
-            "max_attempts", "heartbeat_seconds", "dead_after_seconds")
+            "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -16,9 +18,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from worker.service.worker import Worker
 
     configure_structured_logging(args.verbose)
-    settings = settings_from(args, (*MODEL_KEYS, *RUN_KEYS))
+    queue = {k: v for k, v in (("spool_dir", args.spool_dir), ("max_in_flight", args.max_in_flight),
+                               ("claim_timeout_seconds", args.claim_timeout)) if v is not None}
+    settings = load_settings(args.config, **{k: getattr(args, k) for k in (*MODEL_KEYS, *RUN_KEYS)},
+                             queue=queue or None)  # merged into [queue] of the file and the environment
     if not settings.source:
-        raise ValueError("no source folder: pass --source DIR (or set CAMWATCH_SOURCE / source in camwatch.toml)")
+        raise ValueError("no source: pass --source DIR|redis://...|mqtt://... (or set CAMWATCH_SOURCE / source "
+                         "in camwatch.toml)")
     worker = Worker(settings)
     worker.install_signal_handlers()
     worker.work(burst=args.once)
@@ -26,10 +32,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="watch source folders and monitor every image")
-    p.add_argument("--source", type=Path, action="append", help="folder to watch (repeatable)")
+    p = sub.add_parser("run", help="watch sources (folders, Redis streams, MQTT topics) and monitor every image")
+    p.add_argument("--source", action="append",
+                   help="folder, redis://host:6379/0?stream=S&group=G or mqtt://host:1883/topic/# (repeatable)")
     p.add_argument("--db", help="database URL (default sqlite:///camwatch.db)")
-    p.add_argument("--once", action="store_true", help="process everything present, then exit")
+    p.add_argument("--once", action="store_true",
+                   help="process everything present (files, queued events), then exit")
     p.add_argument("--worker-id", dest="worker_id")
     p.add_argument("--thumbnails", choices=["all", "flagged", "none"])
     p.add_argument("--stable-seconds", type=float, dest="stable_seconds")
@@ -41,5 +49,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="heartbeat and lease renewal interval (default 5)")
     p.add_argument("--dead-after-seconds", type=float, dest="dead_after_seconds",
                    help="a worker silent this long is taken for dead and its claims retried (default 60)")
+    q = p.add_argument_group("queue sources")
+    q.add_argument("--allow-root", type=Path, action="append", dest="allowed_roots", metavar="DIR",
+                   help="folder under which file:// images of events may be read (repeatable)")
+    q.add_argument("--allow-host", action="append", dest="allowed_hosts", metavar="HOST[:PORT]",
+                   help="host from which http(s):// images of events may be fetched (repeatable)")
+    q.add_argument("--spool-dir", type=Path, dest="spool_dir", help="folder for inline and downloaded images")
+    q.add_argument("--max-in-flight", type=int, dest="max_in_flight",
+                   help="events received and not yet acknowledged, per queue source (default 64)")
+    q.add_argument("--claim-timeout", type=float, dest="claim_timeout",
+                   help="seconds after which another worker takes over an idle Redis entry (default 300)")
     add_model_args(p)
     p.set_defaults(func=cmd_run)

@@ -46,7 +46,9 @@ _REASON_CHARS = 300
 class PipelineContext:
     engine: CamEngine
     model_version_id: int
-    source_roots: dict[str, Path]
+    #: Source name → the roots its images may be read from (a folder: its root; a queue: its spool and
+    #: its allowed roots); a claimed image is read only under one of them.
+    source_roots: dict[str, tuple[Path, ...]]
     annotations: AnnotationConfig = field(default_factory=AnnotationConfig)
     flags: FlagConfig = field(default_factory=FlagConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
@@ -55,6 +57,8 @@ class PipelineContext:
     max_image_bytes: int = 256 << 20
     max_batch_pixels: int = 100_000_000
     clock: Callable[[], dt.datetime] = utcnow
+    #: By image id: what a queue event carried about the image (replaces its sidecars); set per batch.
+    event_annotations: dict[int, Annotations] = field(default_factory=dict)
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,10 +117,11 @@ def failed(claim: ClaimedImage, stage: str, exc: BaseException | str) -> ImageRe
 def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, ImageResult],
              changed: list[FileFound]) -> _Decoded | None:
     """Read, decode and annotate one image; on failure its error goes into ``results`` and None is returned."""
-    root = ctx.source_roots.get(claim.source)
-    if root is None:
+    roots = ctx.source_roots.get(claim.source)
+    if not roots:
         results[claim.id] = failed(claim, "read", f"its source {claim.source!r} is not one of this worker's")
         return None
+    root = next((r for r in roots if Path(claim.uri).is_relative_to(r)), roots[0])
     stage = "read"
     try:
         read = read_claimed(claim, root, ctx.max_image_bytes)
@@ -127,8 +132,9 @@ def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, Image
         decoded = load_image(path, data=data, draft_size=max(ctx.engine.loaded.preprocessing.size))
         del data  # the bytes are not needed once decoded
         stage = "sidecar"
-        notes = read_annotations(path, source_root=root, config=ctx.annotations, width=decoded.raw_width,
-                                 height=decoded.raw_height, source_name=claim.source)
+        notes = ctx.event_annotations.get(claim.id) or read_annotations(
+            path, source_root=root, config=ctx.annotations, width=decoded.raw_width, height=decoded.raw_height,
+            source_name=claim.source)
         region = notes.region
         if region is not None:  # sidecars and ROIs refer to the image as stored: orient with the pixels
             region = orient_region(region, decoded.orientation, decoded.raw_width, decoded.raw_height)

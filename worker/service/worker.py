@@ -61,8 +61,9 @@ from worker.service.pipeline import PipelineContext, process_batch
 from worker.service.recovery import hand_back_claims, recover_silent_workers, wait_for_predecessor
 from worker.service.registration import hash_candidates, register
 from worker.service.writer import write_results
-from worker.sources import Source, open_source
+from worker.sources import QueueSource, Source, open_source, readable_roots
 from worker.sources.folder import FileCandidate
+from worker.sources.queue.notes import event_annotations
 from worker.sources.sidecars import AnnotationConfig
 
 log = logging.getLogger(__name__)
@@ -125,12 +126,16 @@ class Worker:
 
         def known() -> dict[str, tuple[int, int]]:
             with session_scope(self.db) as session:
-                return {k: v for src in self.sources for k, v in known_uris(session, src.name).items()}
+                return {k: v for src in self.sources if not isinstance(src, QueueSource)
+                        for k, v in known_uris(session, src.name).items()}
 
         self._known.update(self._with_db(known, "reading the files already registered"))
+        for src in self.sources:
+            if isinstance(src, QueueSource):  # queue events: registered by the source, acked after commit
+                src.attach(self.db, self.worker_id, loaded.class_names)
         self.ctx = PipelineContext(
             engine=cam, model_version_id=self.model_version_id,
-            source_roots={s.name: s.root for s in self.sources},
+            source_roots={s.name: readable_roots(s) for s in self.sources},
             annotations=AnnotationConfig(path_tags=list(settings.path_tags),
                                          roi={k: tuple(v) for k, v in settings.roi.items()},  # type: ignore[misc]
                                          max_sidecar_bytes=settings.max_sidecar_bytes,
@@ -187,6 +192,9 @@ class Worker:
         """Register newly complete files; returns the number of new images."""
         new = 0
         for src in self.sources:
+            if isinstance(src, QueueSource):
+                new += src.pump()  # acknowledge settled events, then receive and register new ones
+                continue
             candidates = [c for c in src.poll() if self._known.get(c.uri) != (c.size_bytes, c.mtime_ns)]
             for start in range(0, len(candidates), SCAN_CHUNK):
                 new += self._register(src, candidates[start:start + SCAN_CHUNK])
@@ -217,6 +225,7 @@ class Worker:
         self._claimed = len(claims)
         self._keeper.hold([c.id for c in claims])
         try:
+            self.ctx.event_annotations = event_annotations(self.db, [c.id for c in claims])
             outcome = process_batch(claims, self.ctx)
             self._db_watch.check()
             written = write_results(self.db, self.instance_id, outcome.results, claims,
@@ -265,7 +274,8 @@ class Worker:
         rate = self.processed / max(time.monotonic() - self._started, 1e-6)
         write_heartbeat(self.db, worker_id=self.worker_id, instance_id=self.instance_id,
                         hostname=socket.gethostname(), pid=os.getpid(), state=state,
-                        source=",".join(str(s.root) for s in self.sources)[:200],
+                        source=",".join(s.name if isinstance(s, QueueSource) else str(s.root)
+                                        for s in self.sources)[:200],
                         model_version_id=self.model_version_id, processed=self.processed, errors=self.errors,
                         images_per_s=rate)
 

@@ -1,8 +1,11 @@
 """Where images come from: sources registered by the scheme of their location (:data:`SOURCES`), and the
 sidecar formats next to images (:mod:`worker.sources.sidecars`).
 
-A location without a scheme (a path) or with ``file://`` is a folder (:mod:`worker.sources.folder`). A new
-source is one module here that registers an opener under its scheme with :func:`register_source`.
+A location without a scheme (a path) or with ``file://`` is a folder (:mod:`worker.sources.folder`);
+``redis://`` and ``mqtt://`` are queues of ``camwatch.image.v1`` events (:mod:`worker.sources.queue`),
+which register their images themselves (:meth:`QueueSource.pump`) instead of returning files from
+``poll()``. A new source is one module here that registers an opener under its scheme with
+:func:`register_source`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,13 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from camwatch.locations import source_scheme
 from camwatch.settings import Settings
 from worker.sources.folder import FileCandidate, FolderSource
+from worker.sources.queue import QueueSource, open_mqtt, open_redis
+
+__all__ = ["SOURCES", "FileCandidate", "QueueSource", "Source", "SourceKind", "open_source", "register_source",
+           "source_scheme"]
 
 
 class Source(Protocol):
@@ -54,12 +62,6 @@ def register_source(scheme: str, description: str) -> Callable[[Opener], Opener]
     return decorate
 
 
-def source_scheme(location: str) -> str:
-    """The scheme of a source location: ``""`` for a plain path (Windows drive letters included)."""
-    scheme = urlsplit(location).scheme
-    return "" if len(scheme) <= 1 else scheme.lower()
-
-
 def open_source(location: str, *, name: str | None, settings: Settings) -> Source:
     """Open the source at ``location`` (a folder path, or ``scheme://...`` of a registered kind)."""
     scheme = source_scheme(location)
@@ -78,3 +80,17 @@ def _open_folder(location: str, name: str | None, settings: Settings) -> Source:
         raise FileNotFoundError(f"{path}: source folder not found")
     return FolderSource(path, name=name, stable_seconds=settings.stable_seconds,
                         rescan_interval=settings.rescan_seconds, use_events=settings.use_events)
+
+
+register_source("redis", "a Redis stream of camwatch.image.v1 events read by a consumer group "
+                         "(redis://host:6379/0?stream=camwatch.images&group=camwatch)")(open_redis)
+register_source("mqtt", "an MQTT 5 topic filter of camwatch.image.v1 events, shared subscription, QoS 1 "
+                        "(mqtt://host:1883/camwatch/images/#?group=camwatch)")(open_mqtt)
+
+
+def readable_roots(source: Source) -> tuple[Path, ...]:
+    """The folders the images of ``source`` may be read from: a folder's root; a queue's spool and the
+    roots its ``file://`` events may name (``allowed_roots``)."""
+    if isinstance(source, QueueSource):
+        return (source.root, *source.intake.allowed_roots)
+    return (source.root,)

@@ -30,7 +30,7 @@ def _claims(folder: Path, sizes: list[tuple[int, int]]) -> list[ClaimedImage]:
 
 def _context(root: Path, budget: int) -> PipelineContext:
     return PipelineContext(engine=CamEngine(tiny_loaded(TinyNet()), "gradcam", device="cpu"), model_version_id=1,
-                           source_roots={"src": root}, max_batch_pixels=budget, thumbnails="none")
+                           source_roots={"src": (root,)}, max_batch_pixels=budget, thumbnails="none")
 
 
 def test_decoded_pixels_held_at_once_stay_within_the_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
