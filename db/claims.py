@@ -140,7 +140,8 @@ def claim_batch(engine: Engine, worker_id: str, limit: int, lease_seconds: float
 def renew_lease(engine: Engine, worker_id: str, ids: Iterable[int], lease_seconds: float) -> set[int]:
     """Extend the lease of the given images still claimed by ``worker_id``; returns the ids renewed.
 
-    An id missing from the result was taken over by another worker (or finished): drop its work.
+    An id missing from the result was finished (by this worker: its results were committed while the renewal
+    was on its way, not worth a word) or taken over by another worker: drop its work (logged).
     """
     wanted = sorted(set(ids))
     if not wanted:
@@ -153,7 +154,11 @@ def renew_lease(engine: Engine, worker_id: str, ids: Iterable[int], lease_second
             .values(lease_until=lease_until)
             .returning(Image.id)
         ).scalars())
-    lost = set(wanted) - renewed
+        missing = sorted(set(wanted) - renewed)
+        finished_here = set(conn.execute(select(Image.id).where(
+            Image.id.in_(missing), Image.claimed_by == worker_id, Image.status.in_(("ok", "error")))).scalars()) \
+            if missing else set()
+    lost = set(missing) - finished_here
     if lost:
         log.warning("worker %s: lease of %d images no longer held (ids %s)", worker_id, len(lost), sorted(lost))
     return renewed

@@ -142,6 +142,19 @@ def test_renew_extends_only_own_claims(engine: Engine) -> None:
     assert renew_lease(engine, "w1", [], lease_seconds=10) == set()
 
 
+def test_renewal_racing_its_own_commit_is_quiet_but_a_takeover_is_reported(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    ids = _add_pending(engine, 2)
+    claim_batch(engine, "w1", limit=2, lease_seconds=10)
+    with write_transaction(engine) as conn:  # w1 committed ids[0]; ids[1] was taken over by w2
+        conn.execute(update(Image).where(Image.id == ids[0]).values(status="ok"))
+        conn.execute(update(Image).where(Image.id == ids[1]).values(claimed_by="w2"))
+    with caplog.at_level("WARNING", logger="db.claims"):
+        assert renew_lease(engine, "w1", ids, lease_seconds=60) == set()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"worker w1: lease of 1 images no longer held (ids [{ids[1]}])"]
+
+
 def test_release_returns_own_claims_to_pending_without_counting_the_attempt(engine: Engine) -> None:
     ids = _add_pending(engine, 3)
     claim_batch(engine, "w1", limit=2, lease_seconds=60)
