@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from camwatch.imaging.decode import ImageDecodeError, load_image
 from camwatch.imaging.render import heatmap_image, overlay
-from db.queries_images import ImageView, image_views
+from db.queries_images import ImageView, heatmap_views, image_views
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +154,15 @@ def detail_pictures(engine: Engine, image_id: int, roots: Sequence[Path]) -> Det
         return DetailPictures(picture, None, None)
     drawn = heatmap_only(view, DETAIL_SIDE) if base is None else _overlay_on(view, *base)
     return DetailPictures(picture, drawn, heatmap_only(view, DETAIL_SIDE))
+
+
+def stored_heatmap_pictures(engine: Engine, image_id: int, roots: Sequence[Path],
+                            side: int = GALLERY_SIDE) -> list[tuple[ImageView, Picture]]:
+    """An overlay per stored heatmap of the image (primary first): each target class's map on the picture,
+    or the map alone when no picture is available."""
+    views = heatmap_views(engine, image_id)
+    if not views:
+        return []
+    base = base_picture(views[0], roots, side, prefer_original=True)
+    return [(view, heatmap_only(view, side) if base is None else _overlay_on(view, *base))
+            for view in views if view.native is not None]

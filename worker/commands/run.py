@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from camwatch.heads import TARGET_MODES
 from worker.commands.common import MODEL_KEYS, add_model_args, settings_from
 
-RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds")
+RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds", "target")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -34,5 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stable-seconds", type=float, dest="stable_seconds")
     p.add_argument("--poll-seconds", type=float, dest="poll_seconds")
     p.add_argument("--lease-seconds", type=float, dest="lease_seconds")
+    p.add_argument("--target", choices=TARGET_MODES,
+                   help="class to explain: top1 (default), label (the image's known label, else top-1), or both "
+                        "(two heatmaps when the label is known and differs)")
     add_model_args(p)
     p.set_defaults(func=cmd_run)

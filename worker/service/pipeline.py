@@ -5,7 +5,8 @@ a readable reason and the rest of the batch goes on. :func:`prepare_batch` (deco
 the CPU work without the model and :func:`finish_batch` the model, CAM, statistics and flags, so a caller
 can overlap the two (a prefetch thread measured no gain on the 2-core CPU machine, where torch already
 uses both cores; it is the natural next step with a GPU). If the engine fails on a whole batch, the images
-are retried one by one so that only the image that breaks it is recorded as an error.
+are retried one by one so that only the image that breaks it is recorded as an error. Which classes are
+explained (``target``: top-1, the known label, or both as two heatmaps) is :mod:`worker.service.targets`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from pathlib import Path
 
 import torch
 
+from camwatch.heads import is_correct
 from camwatch.imaging.decode import DecodedImage, ImageDecodeError, load_image, make_thumbnail, orient_region
 from camwatch.monitoring.flags import FlagConfig, evaluate_flags
 from camwatch.monitoring.reference import ReferenceSummary
 from camwatch.regions import ObjectRegion
 from camwatch.statistics.heatmap import StatsConfig, compute_statistics
-from db.records import ClaimedImage, FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
+from db.records import ClaimedImage, FlagRecord, ImageResult, PredictionRecord
 from worker.cam.engine import CamEngine, CamResult
 from worker.cam.preprocess import Extent
+from worker.service.targets import explain_batch, heatmap_record
 from worker.sources.sidecars import AnnotationConfig, Annotations, read_annotations
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ class PipelineContext:
     stats: StatsConfig = field(default_factory=StatsConfig)
     thumbnails: str = "flagged"  # all | flagged | none
     reference: ReferenceSummary | None = None
+    target: str = "top1"  # top1 | label | both (camwatch.heads)
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +89,9 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
     d = item.image
     stats = compute_statistics(cam.heatmap, d.width, d.height, extent=cam.extent, region=item.region,
                                config=ctx.stats)
+    extra = [heatmap_record(other, compute_statistics(other.heatmap, d.width, d.height, extent=other.extent,
+                                                      region=item.region, config=ctx.stats), primary=False)
+             for other in cam.extra]
     outcomes = evaluate_flags(stats.values, confidence=cam.confidence, class_index=cam.predicted_class,
                               native_heatmap=cam.heatmap, reference=ctx.reference, config=ctx.flags)
     flags = [FlagRecord(o.rule, o.value, o.threshold) for o in outcomes if o.flagged]
@@ -100,11 +107,9 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
         model_version_id=ctx.model_version_id,
         prediction=PredictionRecord(
             class_index=cam.predicted_class, confidence=cam.confidence, topk_indices=cam.topk_indices,
-            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits,
-            correct=None if label_index is None else label_index == cam.predicted_class),
-        heatmap=HeatmapRecord(method=cam.method, target_class=cam.target_class, target_layer=cam.target_layer,
-                              state=stats.state, native=cam.heatmap, extent=cam.extent, raw_max=cam.raw_max,
-                              raw_sum=cam.raw_sum, target_logit=cam.target_logit, stats=stats.values),
+            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits, labels=cam.labels,
+            correct=is_correct(label_index, cam.predicted_class, cam.labels)),
+        heatmap=heatmap_record(cam, stats), extra_heatmaps=extra,
         flags=flags,
     )
 
@@ -135,8 +140,15 @@ def prepare_batch(claims: Sequence[ClaimedImage], ctx: PipelineContext) -> Prepa
     return PreparedBatch(list(claims), decoded, errors, inputs, extents)
 
 
+def _explain(items: Sequence[_Decoded], inputs: torch.Tensor, extents: Sequence[Extent],
+             ctx: PipelineContext) -> list[CamResult]:
+    labels = [ctx.label_index(i.notes.label) for i in items]
+    return explain_batch(ctx.engine, inputs, extents, labels, ctx.target)
+
+
 def _explain_one(item: _Decoded, ctx: PipelineContext) -> CamResult:
-    return ctx.engine.explain([item.image.image], original_sizes=[(item.image.width, item.image.height)])[0]
+    inputs, extents = ctx.engine.prepare([item.image.image], [(item.image.width, item.image.height)])
+    return _explain([item], inputs, extents, ctx)[0]
 
 
 def finish_batch(batch: PreparedBatch, ctx: PipelineContext) -> list[ImageResult]:
@@ -145,9 +157,7 @@ def finish_batch(batch: PreparedBatch, ctx: PipelineContext) -> list[ImageResult
     if batch.decoded:
         assert batch.inputs is not None
         try:
-            cams = ctx.engine.run(batch.inputs)
-            for cam, extent in zip(cams, batch.extents, strict=True):
-                cam.extent = extent
+            cams = _explain(batch.decoded, batch.inputs, batch.extents, ctx)
             pairs = list(zip(batch.decoded, cams, strict=True))
         except Exception:
             log.exception("CAM engine failed on a batch of %d; retrying one by one", len(batch.decoded))

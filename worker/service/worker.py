@@ -111,7 +111,8 @@ class Worker:
                 session, spec=loaded.spec, weights_sha256=loaded.weights_sha256, num_classes=loaded.num_classes,
                 class_names=loaded.class_names, input_size=list(loaded.preprocessing.size),
                 preprocessing=loaded.preprocessing.to_json(), target_layer=cam.target_layer,
-                method=cam.method.key)
+                method=cam.method.key, head=loaded.head, head_threshold=loaded.head_threshold,
+                target_mode=settings.target)
         with session_scope(self.db) as session:
             for src in self.sources:
                 self._known.update(known_uris(session, src.name))
@@ -120,7 +121,7 @@ class Worker:
             source_roots={s.name: s.root for s in self.sources},
             annotations=AnnotationConfig(path_tags=list(settings.path_tags),
                                          roi={k: tuple(v) for k, v in settings.roi.items()}),  # type: ignore[misc]
-            flags=settings.flags, thumbnails=settings.thumbnails)
+            flags=settings.flags, thumbnails=settings.thumbnails, target=settings.target)
         self._recover_dead_local_workers()
         self._bootstrapped = True
 
