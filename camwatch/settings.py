@@ -24,6 +24,7 @@ from pydantic_settings import (
 from camwatch.conventions import PreprocessMode, WindowKind, window_kind_label
 from camwatch.events import DEFAULT_MAX_INLINE_BYTES
 from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
+from camwatch.heads import DEFAULT_HEAD_THRESHOLD, HeadKind, TargetMode
 from camwatch.locations import DEFAULT_STREAM_MAXLEN
 from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
 from camwatch.monitoring.flags import FlagConfig
@@ -126,6 +127,10 @@ class Settings(BaseSettings):
     preprocess: PreprocessMode | None = None
     batch_size: int = 16
     topk: int = 5
+    # head and explained class (definitions: camwatch.heads)
+    head: HeadKind | None = None  # None: softmax; binary for a single-logit model; HF multi-label configs: sigmoid
+    head_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_HEAD_THRESHOLD  # multi-label labels: p >= this
+    target: TargetMode = "top1"  # which class the worker explains: top1 | label | both
     # sources
     source: list[str] = Field(default_factory=list)  # folders, redis://..., mqtt://...
     path_tags: list[str] = Field(default_factory=list)  # e.g. ["site", "camera"] from site/camera/... paths

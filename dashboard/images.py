@@ -36,7 +36,7 @@ from camwatch.files import (
 )
 from camwatch.imaging.decode import ImageDecodeError, load_image
 from camwatch.imaging.render import heatmap_image, overlay
-from db.queries_images import ImageView, image_views
+from db.queries_images import ImageView, heatmap_views, image_views
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +201,22 @@ def detail_pictures(engine: Engine, image_id: int, roots: Sequence[Path]) -> Det
         log.exception("image %d: overlay failed; showing the heatmap alone", image_id)
         drawn = alone
     return DetailPictures(picture, drawn, alone)
+
+
+def stored_heatmap_pictures(engine: Engine, image_id: int, roots: Sequence[Path],
+                            side: int = GALLERY_SIDE) -> list[tuple[ImageView, Picture]]:
+    """An overlay per stored heatmap of the image (primary first): each target class's map on the picture,
+    or the map alone when no picture is available."""
+    views = heatmap_views(engine, image_id)
+    if not views:
+        return []
+    base = base_picture(views[0], roots, side, prefer_original=True)
+    out: list[tuple[ImageView, Picture]] = []
+    for view in views:
+        if view.native is None:
+            continue
+        try:  # one map that cannot be drawn does not take the others (or the page) down
+            out.append((view, heatmap_only(view, side) if base is None else _overlay_on(view, *base)))
+        except Exception:
+            log.exception("image %d: a stored heatmap (target %s) cannot be drawn", image_id, view.target_class)
+    return out

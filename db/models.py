@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from camwatch.conventions import IMAGE_STATUSES, QUEUE_STATES, REFERENCE_KINDS, REVIEW_VERDICTS, WORKER_STATES
+from camwatch.heads import HEAD_KINDS, TARGET_MODES
 from camwatch.statistics.heatmap import HEATMAP_STATES
 from camwatch.statistics.registry import HEATMAP_KEYS
 from db.types import UTCDateTime, utcnow
@@ -64,9 +65,15 @@ def _image_fk() -> Any:
 
 
 class ModelVersion(Base):
-    """One deployed model configuration; ``fingerprint`` identifies it (see ``db.writes.model_fingerprint``)."""
+    """One deployed model configuration; ``fingerprint`` identifies it (see ``db.writes.model_fingerprint``).
+
+    ``head`` says how logits become probabilities and confidence (:mod:`camwatch.heads`), ``head_threshold``
+    is the multi-label threshold (sigmoid heads only, else NULL), ``target_mode`` which class the primary
+    heatmap explains (``top1`` or ``label``; ``both`` adds the label's map as a second heatmap).
+    """
 
     __tablename__ = "model_versions"
+    __table_args__ = (_one_of("head", HEAD_KINDS), _one_of("target_mode", TARGET_MODES))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
@@ -78,6 +85,9 @@ class ModelVersion(Base):
     preprocessing: Mapped[dict[str, Any]] = mapped_column(JSON)
     target_layer: Mapped[str] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(32))
+    head: Mapped[str] = mapped_column(String(16), default="softmax", server_default="softmax")
+    head_threshold: Mapped[float | None] = mapped_column(Float)
+    target_mode: Mapped[str] = mapped_column(String(16), default="top1", server_default="top1")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -157,7 +167,9 @@ class Sighting(Base):
 
 
 class Prediction(Base):
-    """Top-1 prediction (``confidence`` = softmax probability of ``class_index``) and the top-k lists.
+    """Top-1 prediction (``confidence`` = the head's probability of ``class_index``, see :mod:`camwatch.heads`)
+    and the top-k lists; ``labels`` are a multi-label head's positive labels by decreasing probability (NULL
+    for softmax and binary heads).
 
     Non-finite model outputs are stored as NULL (JSON ``null`` inside the lists).
     """
@@ -172,6 +184,7 @@ class Prediction(Base):
     topk_probs: Mapped[list[float | None]] = mapped_column(JSON)
     topk_logits: Mapped[list[float | None]] = mapped_column(JSON)
     correct: Mapped[bool | None] = mapped_column(Boolean)
+    labels: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 #: One nullable Float column per heatmap statistic of the registry, same names, registry order.

@@ -64,7 +64,8 @@ class IndexedImage:
 
 def _rows_query() -> Select:
     stat_cols = [getattr(Heatmap, c) for c in HEATMAP_KEYS]
-    return (select(Image.id, Image.captured_at, Prediction.class_index, Prediction.confidence, Heatmap.raw_max,
+    return (select(Image.id, Image.captured_at, Prediction.class_index, Prediction.confidence, Prediction.labels,
+                   Heatmap.raw_max,
                    Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w, Heatmap.data, *stat_cols)
             .join(Prediction, Prediction.image_id == Image.id)
             .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
@@ -80,7 +81,8 @@ def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow
         rows.append(StatRow(class_index=m["class_index"], stats={c: m[c] for c in HEATMAP_KEYS},
                             confidence=m["confidence"], raw_max=m["raw_max"], raw_sum=m["raw_sum"],
                             target_logit=m["target_logit"],
-                            heatmap=decode_heatmap(m["data"], m["grid_h"], m["grid_w"])))
+                            heatmap=decode_heatmap(m["data"], m["grid_h"], m["grid_w"]),
+                            labels=None if m["labels"] is None else tuple(int(c) for c in m["labels"])))
     return ids, rows
 
 
@@ -173,6 +175,8 @@ def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_m
         conn.execute(insert(ReferenceHeatmap), maps)
     params = dict(conn.execute(select(Reference.params).where(Reference.id == ref_id)).scalar_one() or {})
     params["class_counts"] = {str(c): n for c, n in summary.class_counts.items()}
+    if summary.label_counts is not None:
+        params["label_counts"] = {str(c): n for c, n in summary.label_counts.items()}
     conn.execute(update(Reference).where(Reference.id == ref_id)
                  .values(built_at=utcnow(), n_images=n_members, params=params))
 
@@ -186,7 +190,9 @@ def load_reference(conn: Connection, ref_id: int) -> ReferenceSummary:
     maps = {r.class_index: MeanHeatmap(r.n, 0, decode_heatmap(r.data, r.grid_h, r.grid_w).astype(float))
             for r in conn.execute(select(ReferenceHeatmap).where(ReferenceHeatmap.reference_id == ref_id))}
     counts = {int(c): int(n) for c, n in params.get("class_counts", {}).items()}
-    return ReferenceSummary(class_counts=counts, stats=stats, heatmaps=maps)
+    labels = params.get("label_counts")
+    label_counts = None if labels is None else {int(c): int(n) for c, n in labels.items()}
+    return ReferenceSummary(class_counts=counts, stats=stats, heatmaps=maps, label_counts=label_counts)
 
 
 def ensure_reference(engine: Engine, rule: ReferenceSettings, model_version_id: int,

@@ -135,30 +135,48 @@ class ImageView:
     extent: list[float] | None
     cam_box: list[float] | None  # original pixels
     state: str | None
+    method: str | None = None  # the heatmap's CAM method, target class and whether it is the primary one
+    target_class: int | None = None
+    is_primary: bool = True
+
+
+def _view_columns() -> list[Any]:
+    return [Image.id, Image.uri, Image.width, Image.height, Image.thumbnail, Image.region, Heatmap.grid_h,
+            Heatmap.grid_w, Heatmap.data, Heatmap.extent, Heatmap.state, Heatmap.method, Heatmap.target_class,
+            Heatmap.is_primary, *(getattr(Heatmap, name) for name in CAM_BOX_KEYS)]
+
+
+def _view(row: Any) -> ImageView:
+    native = None if row.data is None else decode_heatmap(row.data, row.grid_h, row.grid_w)
+    box = [row.cam_box_x0, row.cam_box_y0, row.cam_box_x1, row.cam_box_y1]
+    cam_box = None
+    if row.width and row.height and all(v is not None for v in box):
+        cam_box = [box[0] * row.width, box[1] * row.height, box[2] * row.width, box[3] * row.height]
+    return ImageView(
+        image_id=row.id, uri=row.uri, width=row.width, height=row.height, thumbnail=row.thumbnail,
+        object_boxes=[list(map(float, b)) for b in (row.region or {}).get("boxes", [])],
+        native=native, extent=row.extent, cam_box=cam_box, state=row.state, method=row.method,
+        target_class=row.target_class, is_primary=row.is_primary is not False)
 
 
 def image_views(engine: Engine, image_ids: Sequence[int]) -> dict[int, ImageView]:
-    """Drawing data of the given images (missing ids are left out)."""
+    """Drawing data of the given images with their primary heatmaps (missing ids are left out)."""
     if not image_ids:
         return {}
-    stmt = (select(Image.id, Image.uri, Image.width, Image.height, Image.thumbnail, Image.region,
-                   Heatmap.grid_h, Heatmap.grid_w, Heatmap.data, Heatmap.extent, Heatmap.state,
-                   *(getattr(Heatmap, name) for name in CAM_BOX_KEYS))
+    stmt = (select(*_view_columns())
             .outerjoin(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true()))
             .where(Image.id.in_(list(image_ids))))
-    views: dict[int, ImageView] = {}
     with engine.connect() as conn:
-        for row in conn.execute(stmt):
-            native = None if row.data is None else decode_heatmap(row.data, row.grid_h, row.grid_w)
-            box = [row.cam_box_x0, row.cam_box_y0, row.cam_box_x1, row.cam_box_y1]
-            cam_box = None
-            if row.width and row.height and all(v is not None for v in box):
-                cam_box = [box[0] * row.width, box[1] * row.height, box[2] * row.width, box[3] * row.height]
-            views[row.id] = ImageView(
-                image_id=row.id, uri=row.uri, width=row.width, height=row.height, thumbnail=row.thumbnail,
-                object_boxes=[list(map(float, b)) for b in (row.region or {}).get("boxes", [])],
-                native=native, extent=row.extent, cam_box=cam_box, state=row.state)
-    return views
+        return {row.id: _view(row) for row in conn.execute(stmt)}
+
+
+def heatmap_views(engine: Engine, image_id: int) -> list[ImageView]:
+    """Drawing data of every stored heatmap of one image (e.g. the predicted class's and the label's), the
+    primary first, then in storage order."""
+    stmt = (select(*_view_columns()).join(Heatmap, Heatmap.image_id == Image.id).where(Image.id == image_id)
+            .order_by(Heatmap.is_primary.desc(), Heatmap.id))
+    with engine.connect() as conn:
+        return [_view(row) for row in conn.execute(stmt)]
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,11 @@ class ClaimedImage:
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    """Top-1 prediction and top-k lists; ``confidence`` is the softmax probability of ``class_index``.
+    """Top-1 prediction and top-k lists; ``confidence`` is the head's probability of ``class_index``
+    (definitions per head: :mod:`camwatch.heads`).
 
-    Lists are ordered by decreasing probability; ``correct`` is None when the label is unknown.
+    Lists are ordered by decreasing probability; ``labels`` are a multi-label head's positive labels (None for
+    other heads); ``correct`` is None when the label is unknown.
     """
 
     class_index: int
@@ -54,6 +56,7 @@ class PredictionRecord:
     topk_probs: list[float]
     topk_logits: list[float]
     correct: bool | None = None
+    labels: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class HeatmapRecord:
     ``native`` is the map at the layer's resolution (float32, shape (rows, cols)); ``extent`` is the
     ``(x0, y0, x1, y1)`` box of the original image it covers; ``stats`` maps names from
     ``camwatch.statistics.registry.HEATMAP_KEYS`` to values (missing names and non-finite values are stored as NULL).
+    The primary heatmap is the one statistics, flags, references and drift use; others explain other targets.
     """
 
     method: str
@@ -75,6 +79,7 @@ class HeatmapRecord:
     raw_sum: float | None
     target_logit: float | None
     stats: dict[str, float | None] = field(default_factory=dict)
+    is_primary: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class ImageResult:
     heatmap: HeatmapRecord | None = None
     flags: list[FlagRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    extra_heatmaps: list[HeatmapRecord] = field(default_factory=list)  # other targets (is_primary False)
 
 
 @dataclass(frozen=True)

@@ -41,15 +41,24 @@ def _validate(result: ImageResult) -> None:
     if result.status not in _RESULT_STATUSES:
         raise ValueError(f"image {result.image_id}: result status must be one of {_RESULT_STATUSES}, "
                          f"got {result.status!r}")
-    if result.heatmap is not None:
-        if result.heatmap.state not in HEATMAP_STATES:
+    maps = ([] if result.heatmap is None else [result.heatmap]) + list(result.extra_heatmaps)
+    for heatmap in maps:
+        if heatmap.state not in HEATMAP_STATES:
             raise ValueError(f"image {result.image_id}: heatmap state must be one of {HEATMAP_STATES}, "
-                             f"got {result.heatmap.state!r}")
-        unknown = set(result.heatmap.stats) - set(HEATMAP_KEYS)
+                             f"got {heatmap.state!r}")
+        unknown = set(heatmap.stats) - set(HEATMAP_KEYS)
         if unknown:
             raise ValueError(f"image {result.image_id}: unknown heatmap statistics {sorted(unknown)}; "
                              "expected names from camwatch.statistics.registry.HEATMAP_KEYS")
-    if (result.prediction is not None or result.heatmap is not None) and result.model_version_id is None:
+    if result.heatmap is not None and not result.heatmap.is_primary:
+        raise ValueError(f"image {result.image_id}: ImageResult.heatmap must be the primary heatmap")
+    if any(h.is_primary for h in result.extra_heatmaps):
+        raise ValueError(f"image {result.image_id}: extra heatmaps cannot be primary")
+    keys = [(h.method, int(h.target_class)) for h in maps]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"image {result.image_id}: two heatmaps with the same method and target class "
+                         f"{sorted(keys)} (the table is unique on image, method and target class)")
+    if (result.prediction is not None or maps) and result.model_version_id is None:
         raise ValueError(f"image {result.image_id}: a prediction or heatmap needs model_version_id")
 
 
@@ -58,7 +67,8 @@ def _prediction_row(image_id: int, model_version_id: int, p: PredictionRecord) -
     return {"image_id": image_id, "model_version_id": model_version_id, "class_index": int(p.class_index),
             "confidence": _finite_or_none(p.confidence), "topk_indices": [int(i) for i in p.topk_indices],
             "topk_probs": [_finite_or_none(v) for v in p.topk_probs],
-            "topk_logits": [_finite_or_none(v) for v in p.topk_logits], "correct": p.correct}
+            "topk_logits": [_finite_or_none(v) for v in p.topk_logits], "correct": p.correct,
+            "labels": None if p.labels is None else [int(c) for c in p.labels]}
 
 
 def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
@@ -67,7 +77,7 @@ def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
         raise ValueError(f"image {image_id}: heatmap must be 2-D (rows, cols), got shape {native.shape}")
     row: dict[str, Any] = {
         "image_id": image_id, "method": h.method, "target_class": int(h.target_class),
-        "target_layer": h.target_layer, "is_primary": True, "state": h.state,
+        "target_layer": h.target_layer, "is_primary": h.is_primary, "state": h.state,
         "grid_h": int(native.shape[0]), "grid_w": int(native.shape[1]),
         "extent": [_finite_or_none(v) for v in h.extent], "data": encode_heatmap(native),
         "raw_max": _finite_or_none(h.raw_max), "raw_sum": _finite_or_none(h.raw_sum),
@@ -139,6 +149,7 @@ def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult
             children[Prediction].append(_prediction_row(r.image_id, r.model_version_id, r.prediction))
         if r.heatmap is not None:
             children[Heatmap].append(_heatmap_row(r.image_id, r.heatmap))
+        children[Heatmap] += [_heatmap_row(r.image_id, h) for h in r.extra_heatmaps]
         children[Flag] += [{"image_id": r.image_id, "rule": f.rule, "value": _finite_or_none(f.value),
                             "threshold": _finite_or_none(f.threshold), "created_at": now} for f in r.flags]
 

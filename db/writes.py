@@ -26,30 +26,44 @@ log = logging.getLogger(__name__)
 
 def model_fingerprint(*, spec: str, weights_sha256: str | None, num_classes: int, class_names: Sequence[str],
                       input_size: Sequence[int], preprocessing: dict[str, Any], target_layer: str,
-                      method: str) -> str:
+                      method: str, head: str = "softmax", head_threshold: float | None = None,
+                      target_mode: str = "top1") -> str:
     """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of every field that defines a model version.
 
     Besides spec, weights, preprocessing, target layer and CAM method, the class names and input size
-    are included: changing any of them changes what the stored statistics mean.
+    are included: changing any of them changes what the stored statistics mean. So are the head, its
+    threshold and the target mode, but only when they differ from softmax / top-1: model versions
+    registered before these fields existed keep their fingerprint.
     """
-    canonical = json.dumps(
-        {"spec": spec, "weights_sha256": weights_sha256, "num_classes": num_classes,
-         "class_names": list(class_names), "input_size": list(input_size), "preprocessing": preprocessing,
-         "target_layer": target_layer, "method": method},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    fields: dict[str, Any] = {
+        "spec": spec, "weights_sha256": weights_sha256, "num_classes": num_classes,
+        "class_names": list(class_names), "input_size": list(input_size), "preprocessing": preprocessing,
+        "target_layer": target_layer, "method": method}
+    if head != "softmax":
+        fields["head"] = head
+    if head_threshold is not None:
+        fields["head_threshold"] = float(head_threshold)
+    if target_mode != "top1":
+        fields["target_mode"] = target_mode
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def get_or_create_model_version(session: Session, *, spec: str, weights_sha256: str | None, num_classes: int,
                                 class_names: Sequence[str], input_size: Sequence[int],
-                                preprocessing: dict[str, Any], target_layer: str, method: str) -> int:
-    """The id of the model version with these fields, created if new (race-safe: insert-or-ignore, then read)."""
+                                preprocessing: dict[str, Any], target_layer: str, method: str,
+                                head: str = "softmax", head_threshold: float | None = None,
+                                target_mode: str = "top1") -> int:
+    """The id of the model version with these fields, created if new (race-safe: insert-or-ignore, then read).
+    ``head_threshold`` is kept for sigmoid heads only (it means nothing for the others)."""
     if len(class_names) != num_classes:
         raise ValueError(f"model {spec}: {len(class_names)} class names for num_classes={num_classes}")
     fields: dict[str, Any] = {
         "spec": spec, "weights_sha256": weights_sha256, "num_classes": num_classes,
         "class_names": list(class_names), "input_size": [int(v) for v in input_size],
-        "preprocessing": preprocessing, "target_layer": target_layer, "method": method}
+        "preprocessing": preprocessing, "target_layer": target_layer, "method": method, "head": head,
+        "head_threshold": float(head_threshold) if head == "sigmoid" and head_threshold is not None else None,
+        "target_mode": target_mode}
     fingerprint = model_fingerprint(**fields)
     dialect = session.get_bind().dialect.name
     created = session.execute(

@@ -23,6 +23,9 @@ Conventions
 * Heatmaps are averaged as distributions: each map ``h`` becomes ``p = h / Σh`` before averaging, so the mean
   map sums to 1 and every image weighs the same whatever its raw magnitude. All-zero maps (Grad-CAM can be
   ``ReLU`` of a negative sum) have no distribution: they are skipped and counted in ``n_zero``.
+* The class mix is the predicted classes, or for a multi-label head (rows with ``labels``) the positive
+  labels: each image contributes each of its labels, and :data:`~camwatch.heads.NO_LABEL` when it has none
+  (:func:`~camwatch.heads.mix_labels`); per-class summaries stay keyed by the explained class.
 * Maps on different grids are resampled to the most common grid (ties: the grid seen first) with bilinear
   interpolation over pixel areas (``scipy.ndimage.zoom(order=1, grid_mode=True)``), clipped at 0 and
   renormalised. Averaging maps on different grids without resampling is meaningless, so there is one grid per
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from camwatch.conventions import ALL_CLASSES
+from camwatch.heads import mix_labels
 from camwatch.monitoring.heatmaps import MeanHeatmap, loo_correlations, normalised_stack
 from camwatch.statistics.registry import ENGINE_KEYS
 
@@ -62,6 +66,7 @@ class StatRow:
     raw_sum: float | None = None
     target_logit: float | None = None
     heatmap: np.ndarray | None = field(default=None, compare=False)
+    labels: tuple[int, ...] | None = None  # a multi-label head's positive labels (class mix)
 
     def values(self) -> dict[str, float | None]:
         """Heatmap statistics and engine values in one mapping (a clash of names is an error)."""
@@ -104,6 +109,7 @@ class ReferenceSummary:
     heatmaps: dict[int, MeanHeatmap]
     max_values: int = 5000
     seed: int = 0
+    label_counts: dict[int, int] | None = None  # multi-label class mix (positive labels), else None
 
     @property
     def n(self) -> int:
@@ -124,9 +130,11 @@ class ReferenceSummary:
         return self.stats.get((statistic, class_index))
 
     def class_labels(self) -> np.ndarray:
-        """The class mix as a label array (``class_counts`` expanded), for categorical drift tests."""
-        classes = sorted(self.class_counts)
-        return np.repeat(np.asarray(classes, dtype=np.int64), [self.class_counts[c] for c in classes])
+        """The class mix as a label array (``class_counts``, or ``label_counts`` for multi-label references,
+        expanded), for categorical drift tests."""
+        counts = self.class_counts if self.label_counts is None else self.label_counts
+        classes = sorted(counts)
+        return np.repeat(np.asarray(classes, dtype=np.int64), [counts[c] for c in classes])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-safe dict. ``stats`` rows match table ``reference_stats(statistic, class_index, n,
@@ -138,6 +146,8 @@ class ReferenceSummary:
             "max_values": self.max_values,
             "seed": self.seed,
             "class_counts": {str(c): n for c, n in sorted(self.class_counts.items())},
+            **({} if self.label_counts is None else
+               {"label_counts": {str(c): n for c, n in sorted(self.label_counts.items())}}),
             "stats": [
                 {
                     "statistic": s.statistic,
@@ -199,6 +209,8 @@ class ReferenceSummary:
             heatmaps=heatmaps,
             max_values=int(data.get("max_values", 5000)),
             seed=int(data.get("seed", 0)),
+            label_counts=None if data.get("label_counts") is None else
+            {int(c): int(n) for c, n in data["label_counts"].items()},
         )
 
 
@@ -277,6 +289,12 @@ def build_reference(rows: Sequence[StatRow], *, max_values: int = 5000, seed: in
                 logger.info("class %d: skipped %d all-zero heatmaps of %d", c, n_zero, sub.shape[0] + n_zero)
             heatmaps[c] = MeanHeatmap(n=sub.shape[0], n_zero=n_zero, data=sub.mean(axis=0))
     counts = {int(c): int(idx.size) for c, idx in groups.items() if c != ALL_CLASSES}
+    label_counts = None
+    if any(row.labels is not None for row in rows):
+        mix = np.asarray([c for row in rows for c in mix_labels(row.class_index, row.labels)], dtype=np.int64)
+        values, n = np.unique(mix, return_counts=True)
+        label_counts = {int(c): int(k) for c, k in zip(values.tolist(), n.tolist(), strict=True)}
     return ReferenceSummary(
-        class_counts=counts, stats=stats, heatmaps=heatmaps, max_values=max_values, seed=seed
+        class_counts=counts, stats=stats, heatmaps=heatmaps, max_values=max_values, seed=seed,
+        label_counts=label_counts,
     )

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from camwatch.conventions import ALL_CLASSES, WindowKind
+from camwatch.heads import mix_labels
 from camwatch.monitoring.drift import DEFAULT_MIN_SAMPLES, DriftOutcome, Kind, default_test_for, get_test
 from camwatch.monitoring.heatmaps import MeanHeatmap, normalised_stack, row_correlations
 from camwatch.monitoring.reference import ATTENTION_CORRELATION, ReferenceSummary, StatRow, value_matrix
@@ -157,7 +158,8 @@ def compute_window_drift(
     :data:`~camwatch.monitoring.reference.ATTENTION_CORRELATION` measured against that class's reference mean map) with
     ``tests[statistic]`` or :func:`~camwatch.monitoring.drift.default_test_for`, and ``heatmap_correlation`` of the window's
     mean map with the reference's. For all images only: the predicted-class mix (``tests["predicted_class"]``,
-    default ``jensen_shannon``). ``thresholds`` maps test keys to thresholds that replace the defaults.
+    default ``jensen_shannon``; the positive labels of multi-label rows, see
+    :func:`~camwatch.heads.mix_labels`). ``thresholds`` maps test keys to thresholds that replace the defaults.
     Classes with too few images are left out; the overall records are always returned (possibly "not
     enough data"). ``n_reference`` of a statistic's record is the size of the reference *sample* the test
     used (at most the reference's ``max_values``), and the default test is chosen from the full ``n``.
@@ -215,8 +217,9 @@ def compute_window_drift(
         "categorical",
         PREDICTED_CLASS,
     )
+    mix = np.asarray([c for row in window_rows for c in mix_labels(row.class_index, row.labels)], dtype=np.int64)
     outcome = get_test(key).run(
-        reference.class_labels(), classes, thresholds.get(key), min_samples=min_samples
+        reference.class_labels(), mix, thresholds.get(key), min_samples=min_samples
     )
     records.append(DriftRecord.from_outcome(PREDICTED_CLASS, ALL_CLASSES, outcome))
     n_drifted = sum(r.drifted for r in records)

@@ -16,7 +16,7 @@ from camwatch.monitoring.flags import FLAG_RULES
 from camwatch.statistics.registry import STATISTICS
 from dashboard.auth import actor, user_name
 from dashboard.figures import class_label, number
-from dashboard.images import detail_pictures
+from dashboard.images import detail_pictures, stored_heatmap_pictures
 from dashboard.literal import md
 from dashboard.live import live_section
 from dashboard.params import MAX_ID, id_param
@@ -65,6 +65,21 @@ for column, title, picture in ((c1, "Picture", pictures.picture), (c2, "Overlay"
         else:
             st.caption("not available" + (" (no original under the source roots, no thumbnail stored)"
                                           if title == "Picture" else " (no heatmap)"))
+
+if detail.other_heatmaps:  # every stored map: e.g. the predicted class's and the known label's
+    st.subheader("Stored heatmaps")
+    st.caption("One heatmap per explained class. The primary one (the predicted class, or the label with "
+               "`--target label`) drives the statistics, flags and drift; the others are kept for comparison.")
+    stored = query(stored_heatmap_pictures, image_id, cfg.source_roots)
+    by_class = {h["target_class"]: h for h in [detail.heatmap, *detail.other_heatmaps] if h is not None}
+    for column, (view, picture) in zip(st.columns(max(1, len(stored))), stored, strict=False):
+        with column:
+            row = by_class.get(view.target_class, {})
+            role = "primary" if view.is_primary else "also stored"
+            st.image(picture.data, width="stretch", caption=f"{view.method} for class "
+                     f"{class_label(detail.class_names, int(view.target_class or 0))} ({role})")
+            st.caption(f"energy outside {number(row.get('energy_outside'), '.3f')} · centroid "
+                       f"({number(row.get('centroid_x'), '.2f')}, {number(row.get('centroid_y'), '.2f')})")
 
 left, right = st.columns(2)
 with left:

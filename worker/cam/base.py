@@ -1,7 +1,8 @@
 """The CAM method interface: one small class per method, one hook that returns weights.
 
 A method sees a :class:`CamContext` — the hooked activations ``A`` (N, K, h, w), optionally their
-gradients ``dY/dA`` for the target logits, the logits and targets — and returns weights, either per
+gradients ``dY/dA`` for the target scores, the class scores (logits; ``[−z, z]`` for a binary head), the
+head's probability function and the targets — and returns weights, either per
 channel ``(N, K)`` or per element ``(N, K, h, w)``. The engine combines them as ``M = ReLU(Σ_k w_k ⊙ A_k)``
 and owns everything else: hooks, the forward/backward passes, ReLU, normalisation, resizing, cleanup.
 Methods whose map is not a weighted channel sum (EigenCAM, the random baseline) override ``combine``.
@@ -26,12 +27,13 @@ class CamMethodError(ValueError):
 class CamContext:
     activations: torch.Tensor  # (N, K, h, w), detached
     gradients: torch.Tensor | None  # (N, K, h, w) of sum_n logit[n, target_n], or None
-    logits: torch.Tensor  # (N, C)
+    logits: torch.Tensor  # (N, C) class scores of the head
     targets: torch.Tensor  # (N,) long
     inputs: torch.Tensor  # (N, 3, H, W), the model inputs
     classifier_weight: torch.Tensor | None  # (C, K) for GAP -> linear heads, else None
-    forward: Callable[[torch.Tensor], torch.Tensor]  # model logits for extra inputs (no hooks, no grad)
+    forward: Callable[[torch.Tensor], torch.Tensor]  # class scores for extra inputs (no hooks, no grad)
     options: dict
+    probabilities: Callable[[torch.Tensor], torch.Tensor] = lambda scores: torch.softmax(scores, dim=1)  # the head's
 
 
 class CamMethod:

@@ -12,13 +12,21 @@ also when an exception is raised.
 
 Outputs keep the *raw* native map (after ReLU, before any normalisation) with its max, sum and the target
 logit, because drift in magnitude matters; normalised maps are derived from it downstream.
+
+Transformers. The hooked output is converted to ``(N, K, h, w)`` by the layer's detected
+:class:`~worker.cam.layout.Layout` (tokens without their prefix tokens reshaped to the patch grid, or
+channels-last maps permuted) after the gradients are taken, so methods see one layout.
+
+Heads. Scores, probabilities and positive labels come from the model's head (:mod:`worker.cam.heads`):
+a single-logit binary model is explained through the scores ``[−z, z]``. Several target sets can share one
+forward pass (:meth:`CamEngine.run_many`): the top-1 class and the known label, for instance.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,8 +36,10 @@ from torch import nn
 
 import worker.cam.methods  # noqa: F401  (registers the methods)
 from worker.cam.base import CamContext, CamMethodError, get_method
+from worker.cam.heads import make_head
 from worker.cam.layers import find_target_layer, get_module
-from worker.cam.models import LoadedModel
+from worker.cam.layout import Layout
+from worker.cam.loaded import LoadedModel
 from worker.cam.preprocess import Extent
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,8 @@ class CamResult:
     topk_probs: list[float]
     method: str
     target_layer: str
+    labels: list[int] | None = None  # positive labels by decreasing probability (multi-label heads only)
+    extra: list[CamResult] = field(default_factory=list)  # the same image explained for other targets
 
     @property
     def predicted_class(self) -> int:
@@ -76,32 +88,30 @@ class CamEngine:
         self.model = model.module.to(self.device).eval()
         self._params = list(self.model.parameters())
         self.method = get_method(method)
+        self.head = make_head(model.head, model.head_threshold)
         self.topk = max(1, min(topk, model.num_classes))
         self.options = {"scorecam_batch_size": scorecam_batch_size}
         h, w = model.preprocessing.size
         example = torch.zeros(1, 3, h, w, device=self.device)
         call = find_target_layer(self.model, example, target_layer or model.target_layer)
+        assert call.layout is not None
         self.target_layer = call.name
+        self.layout: Layout = call.layout
         self.layer = get_module(self.model, call.name)
-        self.grid = (call.shape[2], call.shape[3]) if call.shape else (0, 0)
-        self.classifier_weight = self._classifier_weight(call.shape[1] if call.shape else 0)
+        self.grid = self.layout.grid
+        self.classifier_weight = self._inspect_head()
         if self.method.needs_classifier and self.classifier_weight is None:
             raise CamMethodError(
                 f"method 'cam' needs a global-average-pooling → linear head right after the target layer "
                 f"'{self.target_layer}' (logits = W · mean_xy(A) + b); this model's head is different. "
                 "Use gradcam, which works for any head.")
-        log.info("CAM engine: %s, method %s, layer %s (grid %dx%d), device %s", model.spec, method,
-                 self.target_layer, *self.grid, self.device)
+        log.info("CAM engine: %s, head %s, method %s, layer %s (%s), device %s", model.spec, self.head.key,
+                 method, self.target_layer, self.layout.describe(), self.device)
 
     # -- setup ------------------------------------------------------------------------------------
-    def _classifier_weight(self, channels: int) -> torch.Tensor | None:
-        """W of a GAP → linear head, verified numerically: logits == W·mean_xy(A) + b on a test input."""
-        name = self.loaded.classifier
-        if name is None:
-            return None
-        fc = get_module(self.model, name)
-        if not isinstance(fc, nn.Linear) or fc.in_features != channels:
-            return None
+    def _inspect_head(self) -> torch.Tensor | None:
+        """One forward pass of two random inputs: the logits must have the head's shape, and for a GAP → linear
+        head ``W`` is verified numerically (logits == W·mean_xy(A) + b) and returned in score space (else None)."""
         h, w = self.loaded.preprocessing.size
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(2, 3, h, w, generator=gen).to(self.device)
@@ -110,25 +120,43 @@ class CamEngine:
         try:
             with torch.inference_mode():
                 logits = self.model(x)
-                pooled = fc(store["a"].mean(dim=(2, 3)))
         finally:
             handle.remove()
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != self.loaded.num_outputs:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise CamMethodError(f"{self.loaded.spec}: the model returns {got}, but its {self.head.key} head with "
+                                 f"{self.loaded.num_classes} classes needs logits of shape "
+                                 f"(N, {self.loaded.num_outputs})")
+        name = self.loaded.classifier
+        fc = get_module(self.model, name) if name is not None else None
+        if not isinstance(fc, nn.Linear) or fc.in_features != self.layout.channels:
+            return None
+        with torch.inference_mode():
+            pooled = fc(self.layout.to_nchw(store["a"]).mean(dim=(2, 3)))
         scale = float(logits.abs().max()) + 1e-6
         if pooled.shape != logits.shape or float((logits - pooled).abs().max()) > 1e-3 * scale:
             return None
-        return fc.weight.detach()
+        return self.head.classifier_rows(fc.weight.detach())
 
     # -- core -------------------------------------------------------------------------------------
     def _plain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores of the head for extra inputs (no hooks, no graph)."""
         with torch.inference_mode():
-            return self.model(x)
+            return self.head.scores(self.model(x))
 
     def run(self, x: torch.Tensor, targets: Sequence[int | None] | None = None) -> list[CamResult]:
         """Explain a preprocessed batch ``x`` (N, 3, H, W); ``targets[i]`` None means the top-1 class."""
+        return self.run_many(x, [targets])[0]
+
+    def run_many(self, x: torch.Tensor,
+                 target_sets: Sequence[Sequence[int | None] | None]) -> list[list[CamResult]]:
+        """Explain ``x`` once per target set, from one forward pass: ``out[j][i]`` is image ``i`` explained
+        for ``target_sets[j][i]`` (None: its top-1 class)."""
         x = x.to(self.device, non_blocking=True)
         n = x.shape[0]
-        if targets is not None and len(targets) != n:
-            raise ValueError(f"{len(targets)} targets for {n} images")
+        for targets in target_sets:
+            if targets is not None and len(targets) != n:
+                raise ValueError(f"{len(targets)} targets for {n} images")
         needs_grad = self.method.needs_gradients
         store: dict[str, torch.Tensor] = {}
 
@@ -148,27 +176,35 @@ class CamEngine:
         try:
             if training:
                 self.model.eval()
+            passes: list[tuple[torch.Tensor, torch.Tensor | None]] = []
             if needs_grad:
                 for p in trainable:
                     p.requires_grad_(False)
                 with torch.enable_grad():
-                    logits = self.model(x)
-                    tgt = self._targets(logits, targets)
-                    score = logits.gather(1, tgt[:, None]).sum()
-                    (grads,) = torch.autograd.grad(score, store["a"])
-                logits, acts = logits.detach(), store["a"].detach()
+                    scores = self.head.scores(self.model(x))
+                    for j, targets in enumerate(target_sets):
+                        tgt = self._targets(scores, targets)
+                        score = scores.gather(1, tgt[:, None]).sum()
+                        last = j == len(target_sets) - 1
+                        (grads,) = torch.autograd.grad(score, store["a"], retain_graph=not last)
+                        passes.append((tgt, self.layout.to_nchw(grads)))
+                scores, acts = scores.detach(), store["a"].detach()
             else:
                 with torch.inference_mode():
-                    logits = self.model(x)
-                tgt = self._targets(logits, targets)
-                acts, grads = store["a"], None
+                    scores = self.head.scores(self.model(x))
+                passes = [(self._targets(scores, targets), None) for targets in target_sets]
+                acts = store["a"]
             handle.remove()
+            acts = self.layout.to_nchw(acts)
+            out = []
             with torch.inference_mode():
-                ctx = CamContext(activations=acts, gradients=grads, logits=logits, targets=tgt, inputs=x,
-                                 classifier_weight=self.classifier_weight, forward=self._plain_forward,
-                                 options=self.options)
-                maps = F.relu(self.method.combine(ctx)).float()
-                return self._results(maps, logits.float(), tgt)
+                for tgt, gradients in passes:
+                    ctx = CamContext(activations=acts, gradients=gradients, logits=scores, targets=tgt, inputs=x,
+                                     classifier_weight=self.classifier_weight, forward=self._plain_forward,
+                                     options=self.options, probabilities=self.head.probabilities)
+                    maps = F.relu(self.method.combine(ctx)).float()
+                    out.append(self._results(maps, scores.float(), tgt))
+            return out
         finally:
             handle.remove()
             for p in trainable:
@@ -190,10 +226,12 @@ class CamEngine:
         return out
 
     def _results(self, maps: torch.Tensor, logits: torch.Tensor, tgt: torch.Tensor) -> list[CamResult]:
-        probs = torch.softmax(logits, dim=1)
-        top_p, top_i = probs.topk(self.topk, dim=1)
+        probs = self.head.probabilities(logits)
+        order = torch.sort(probs, dim=1, descending=True, stable=True)  # ties: the lower class index first
+        top_p, top_i = order.values[:, :self.topk], order.indices[:, :self.topk]
         top_l = logits.gather(1, top_i)
         target_logit = logits.gather(1, tgt[:, None])[:, 0]
+        positives = self.head.positives(probs)
         maps_np = maps.cpu().numpy()
         flat = maps.flatten(1)
         raw_max, raw_sum = flat.max(dim=1).values.cpu().tolist(), flat.sum(dim=1).cpu().tolist()
@@ -203,7 +241,7 @@ class CamEngine:
                       target_logit=float(cols[3][i]), raw_max=float(raw_max[i]), raw_sum=float(raw_sum[i]),
                       topk_indices=[int(v) for v in cols[0][i]], topk_logits=[float(v) for v in cols[1][i]],
                       topk_probs=[float(v) for v in cols[2][i]], method=self.method.key,
-                      target_layer=self.target_layer)
+                      target_layer=self.target_layer, labels=None if positives is None else positives[i])
             for i in range(maps_np.shape[0])
         ]
 

@@ -12,6 +12,7 @@ def build_engine(settings: Settings) -> CamEngine:
     """Load the model of ``settings`` and wrap it in a :class:`CamEngine` with its method and layer."""
     loaded = load_model(settings.model, weights=settings.weights, num_classes=settings.num_classes,
                         classes=settings.classes, trust_pickle=settings.trust_pickle,
-                        preprocessing={"mode": settings.preprocess} if settings.preprocess else None)
+                        preprocessing={"mode": settings.preprocess} if settings.preprocess else None,
+                        head=settings.head, head_threshold=settings.head_threshold)
     return CamEngine(loaded, settings.method, target_layer=settings.target_layer, device=settings.device,
                      topk=settings.topk)

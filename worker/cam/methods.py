@@ -12,7 +12,7 @@ Every map is ReLU'd by the engine afterwards.
 - ``eigencam`` (Muhammad & Yeasin 2020): projection of the pixel-centred activations (hw × K) on their
   first principal component; no gradients. SVD's sign is arbitrary: camwatch orients the component so
   that the projection correlates positively with the channel-summed activations (documented choice).
-- ``scorecam`` (Wang et al. 2020): w_k = softmax probability of class c for the input masked by the
+- ``scorecam`` (Wang et al. 2020): w_k = the head's probability of class c for the input masked by the
   upsampled, min-max normalised A_k; masks run in batches (``scorecam_batch_size``). Slow by nature:
   K forward passes per image.
 - ``random``: a uniform random map, seeded from the input's bytes (deterministic, batch-order invariant);
@@ -134,7 +134,7 @@ class ScoreCam(CamMethod):
             target = int(ctx.targets[i])
             for start in range(0, k, batch):
                 m = masks[i, start:start + batch].unsqueeze(1)  # (b, 1, H, W)
-                probs = torch.softmax(ctx.forward(x[i:i + 1] * m), dim=1)
+                probs = ctx.probabilities(ctx.forward(x[i:i + 1] * m))
                 weights[i, start:start + batch] = probs[:, target]
         return weights
 

@@ -14,16 +14,18 @@ columns), that the model input spans.
   region (0.875 = the classic 224/256), is resized to the input. Pixels outside the crop are never seen:
   extent lies inside ``[0, 1]`` and the heatmap is zero outside it.
 
-Resizing is bilinear with antialiasing (the filter support scales when downsampling): torch's uint8 port
-of Pillow's filter for ``resize`` and ``letterbox`` (within one grey level of Pillow, 2.5x faster), Pillow
-itself for ``center_crop``, whose crop box is fractional. Pixel values become ``(x / 255 - mean) / std``
-per channel.
+Resizing uses ``interpolation`` (default bilinear; bicubic for most timm and Hugging Face models, whose
+configs say so) with antialiasing (the filter support scales when downsampling): torch's uint8 port of
+Pillow's bilinear and bicubic filters for ``resize`` and ``letterbox`` (within one grey level of Pillow,
+2.5x faster), Pillow itself for the other filters and for ``center_crop``, whose crop box is fractional.
+Pixel values become ``(x / 255 - mean) / std`` per channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -39,16 +41,25 @@ Extent = tuple[float, float, float, float]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+Interpolation = Literal["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"]
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+                "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+_TORCH_FILTERS = ("bilinear", "bicubic")  # antialiased uint8 kernels in torch
+
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Input size ``(height, width)``, per-channel mean/std on the ``[0, 1]`` scale, and the mode."""
+    """Input size ``(height, width)``, per-channel mean/std on the ``[0, 1]`` scale, the mode and the resampling
+    filter."""
 
     size: tuple[int, int] = (224, 224)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     mode: Mode = "resize"
     crop_fraction: float = 0.875
+    interpolation: Interpolation = "bilinear"
     _scale_t: torch.Tensor = field(init=False, repr=False, compare=False)
     _shift_t: torch.Tensor = field(init=False, repr=False, compare=False)
 
@@ -61,6 +72,8 @@ class Preprocessing:
             raise ValueError(f"mean and std need three values each (std > 0), got {self.mean}, {self.std}")
         if not 0 < self.crop_fraction <= 1:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
         std = torch.tensor(self.std, dtype=torch.float64).view(1, 3, 1, 1)
         mean = torch.tensor(self.mean, dtype=torch.float64).view(1, 3, 1, 1)
         object.__setattr__(self, "_scale_t", (1.0 / (255.0 * std)).float())
@@ -71,8 +84,13 @@ class Preprocessing:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
 
     def to_json(self) -> dict:
-        return {"size": list(self.size), "mean": list(self.mean), "std": list(self.std), "mode": self.mode,
-                "crop_fraction": self.crop_fraction}
+        """The fields as JSON (part of a model version's fingerprint; the default bilinear filter is left out so
+        that model versions registered before the field existed keep their fingerprint)."""
+        out = {"size": list(self.size), "mean": list(self.mean), "std": list(self.std), "mode": self.mode,
+               "crop_fraction": self.crop_fraction}
+        if self.interpolation != "bilinear":
+            out["interpolation"] = self.interpolation
+        return out
 
     # -- geometry -------------------------------------------------------------------------------
     def extent(self, width: int, height: int) -> Extent:
@@ -113,17 +131,24 @@ class Preprocessing:
         in_h, in_w = self.size
         width, height = image.size
         if self.mode == "resize":
-            out = resize_rgb(np.asarray(image), in_w, in_h)
+            out = self._resize(image, in_w, in_h)
         elif self.mode == "letterbox":
             new_w, new_h, off_x, off_y = self._letterbox_geometry(width, height)
             out = np.empty((in_h, in_w, 3), dtype=np.uint8)
             out[:] = [int(round(m * 255)) for m in self.mean]
-            out[off_y:off_y + new_h, off_x:off_x + new_w] = resize_rgb(np.asarray(image), new_w, new_h)
+            out[off_y:off_y + new_h, off_x:off_x + new_w] = self._resize(image, new_w, new_h)
         else:  # Pillow takes the fractional crop box as is
-            crop = image.resize((in_w, in_h), Image.Resampling.BILINEAR, box=self._crop_box(width, height))
+            crop = image.resize((in_w, in_h), _PIL_FILTERS[self.interpolation], box=self._crop_box(width, height))
             out = np.asarray(crop, dtype=np.uint8)
         ow, oh = original_size if original_size is not None else (width, height)
         return out, self.extent(ow, oh)
+
+    def _resize(self, image: Image.Image, width: int, height: int) -> np.ndarray:
+        if self.interpolation in _TORCH_FILTERS:
+            return resize_rgb(np.asarray(image), width, height, self.interpolation)
+        if image.size == (width, height):
+            return np.asarray(image, dtype=np.uint8)
+        return np.asarray(image.resize((width, height), _PIL_FILTERS[self.interpolation]), dtype=np.uint8)
 
     def to_tensor(self, arrays: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Stack ``uint8 (H, W, 3)`` arrays into a normalised float tensor ``(N, 3, H, W)``."""
@@ -137,16 +162,16 @@ class Preprocessing:
         return x.mul_(self._scale_t).add_(self._shift_t)
 
 
-def resize_rgb(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``uint8 (H, W, 3)`` → ``uint8 (height, width, 3)``, bilinear with antialiasing.
+def resize_rgb(pixels: np.ndarray, width: int, height: int, interpolation: str = "bilinear") -> np.ndarray:
+    """``uint8 (H, W, 3)`` → ``uint8 (height, width, 3)``, bilinear (or bicubic) with antialiasing.
 
-    torch's uint8 kernel, a port of Pillow's (equal to ``Image.resize(..., BILINEAR)`` within one grey
-    level), about 2.5x faster on the worker's images; the HWC array is already channels-last for it.
+    torch's uint8 kernels, ports of Pillow's (equal to ``Image.resize(..., BILINEAR / BICUBIC)`` within one
+    grey level), about 2.5x faster on the worker's images; the HWC array is already channels-last for them.
     """
     if pixels.shape[:2] == (height, width):
         return pixels
     if not (pixels.flags.writeable and pixels.flags.c_contiguous):  # Pillow's arrays are read-only views
         pixels = np.array(pixels, order="C")
     batch = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
-    out = F.interpolate(batch, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    out = F.interpolate(batch, size=(height, width), mode=interpolation, antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).numpy()

@@ -7,18 +7,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from camwatch.conventions import PREPROCESS_MODES
+from camwatch.heads import HEAD_KINDS, head_help
 from camwatch.methods import method_help
 from camwatch.settings import Settings, load_settings
 
 #: Settings fields set by the model options (:func:`add_model_args`).
 MODEL_KEYS = ("model", "weights", "classes", "num_classes", "trust_pickle", "method", "target_layer", "device",
-              "preprocess", "batch_size")
+              "preprocess", "batch_size", "head", "head_threshold")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="model spec: efficientnet_lite0 | torchvision:<arch> | python:<module>:<factory>")
-    g.add_argument("--weights", type=Path, help="state dict (.pt/.pth, weights_only) or .safetensors")
+    g.add_argument("--model", help="model spec: efficientnet_lite0 | torchvision:<arch> | timm:<name> | "
+                                    "hf:<directory saved with save_pretrained> | python:<module>:<factory>")
+    g.add_argument("--weights", type=Path, help="state dict (.pt/.pth, weights_only) or .safetensors "
+                                                "(torchvision: and timm: specs)")
     g.add_argument("--classes", type=Path, help="class names: one per line, or a JSON list")
     g.add_argument("--num-classes", type=int, dest="num_classes")
     g.add_argument("--trust-pickle", action="store_const", const=True, dest="trust_pickle",
@@ -28,6 +31,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--preprocess", choices=PREPROCESS_MODES)
     g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--head", choices=HEAD_KINDS, help=f"classifier head ({head_help()}); default softmax, binary "
+                                                      "for a single-logit model")
+    g.add_argument("--head-threshold", type=float, dest="head_threshold",
+                   help="multi-label (sigmoid) threshold: a class is a predicted label when p >= this (0.5)")
     g.add_argument("--config", type=Path, help="camwatch.toml (default: ./camwatch.toml when present)")
 
 

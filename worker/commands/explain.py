@@ -1,7 +1,8 @@
 """``camwatch explain IMAGE...``: overlay PNG and JSON report per image.
 
 Per image ``NAME.ext`` it writes ``OUT/NAME.ext.cam.png`` (heatmap over the image, object box in green, CAM
-box in white) and ``OUT/NAME.ext.cam.json`` (top-5 predictions, method, target layer and class, the native
+box in white) and ``OUT/NAME.ext.cam.json`` (head, predicted class and confidence, top-5 predictions and, for
+a multi-label head, the positive labels; method, target layer, its layout and the target class; the native
 heatmap as nested row-major lists spanning ``heatmap_extent`` of the original image — (0,0,1,1), the
 whole image, with the default preprocessing — and every statistic). A bad file gets one error line on
 stderr and the others are still done; the exit code is 1 if any file failed.
@@ -50,15 +51,20 @@ def report(item: Explained, engine: CamEngine, boxes: Sequence[Box]) -> dict:
         "model": engine.loaded.spec,
         "weights_sha256": engine.loaded.weights_sha256,
         "preprocessing": engine.loaded.preprocessing.to_json(),
+        "head": engine.head.key,
         "method": r.method,
         "target_layer": r.target_layer,
+        "target_layout": engine.layout.describe(),
         "target_class": r.target_class,
         "target_class_name": names(r.target_class),
         "target_logit": r.target_logit,
         "raw_max": r.raw_max,
         "raw_sum": r.raw_sum,
+        "predicted_class": r.predicted_class,
+        "confidence": r.confidence,
         "top5": [{"index": i, "name": names(i), "probability": p, "logit": lg}
                  for i, p, lg in zip(r.topk_indices, r.topk_probs, r.topk_logits, strict=True)],
+        "labels": None if r.labels is None else [{"index": i, "name": names(i)} for i in r.labels],
         "heatmap_grid": list(r.heatmap.shape),
         "heatmap_extent": list(r.extent),
         "heatmap": r.heatmap.astype(float).round(6).tolist(),

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from camwatch.heads import TARGET_MODES
 from camwatch.settings import load_settings
 from worker.commands.common import MODEL_KEYS, add_model_args
 
 RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds",
-            "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts")
+            "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts", "target")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -59,5 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="events received and not yet acknowledged, per queue source (default 64)")
     q.add_argument("--claim-timeout", type=float, dest="claim_timeout",
                    help="seconds after which another worker takes over an idle Redis entry (default 300)")
+    p.add_argument("--target", choices=TARGET_MODES,
+                   help="class to explain: top1 (default), label (the image's known label, else top-1), or both "
+                        "(two heatmaps when the label is known and differs)")
     add_model_args(p)
     p.set_defaults(func=cmd_run)

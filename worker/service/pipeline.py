@@ -12,6 +12,8 @@ Memory: decoded pixels held at once are bounded by ``max_batch_pixels``: the cla
 order and sent through the model in chunks whose decoded pixels stay within the budget (an image over the
 budget on its own forms a chunk of one). The files are read confined to their source roots and their
 bytes checked against the registered sha256 (:mod:`worker.service.intake`).
+Which classes are explained (``target``: top-1, the known label, or both as two heatmaps) is
+:mod:`worker.service.targets`.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from pathlib import Path
 
 from camwatch.capture_time import choose_capture_time, from_mtime_ns
 from camwatch.files import UnsafeFile
+from camwatch.heads import is_correct
 from camwatch.imaging.decode import DecodedImage, ImageDecodeError, load_image, make_thumbnail, orient_region
 from camwatch.monitoring.flags import FlagConfig, evaluate_flags
 from camwatch.monitoring.reference import ReferenceSummary
 from camwatch.regions import ObjectRegion
 from camwatch.statistics.heatmap import StatsConfig, compute_statistics
-from db.records import ClaimedImage, FileFound, FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
+from db.records import ClaimedImage, FileFound, FlagRecord, ImageResult, PredictionRecord
 from db.types import utcnow
 from worker.cam.engine import CamEngine, CamResult
 from worker.service.intake import ContentChanged, read_claimed
+from worker.service.targets import explain_batch, heatmap_record
 from worker.sources.sidecars import AnnotationConfig, Annotations, read_annotations
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class PipelineContext:
     clock: Callable[[], dt.datetime] = utcnow
     #: By image id: what a queue event carried about the image (replaces its sidecars); set per batch.
     event_annotations: dict[int, Annotations] = field(default_factory=dict)
+    target: str = "top1"  # top1 | label | both (camwatch.heads)
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,6 +166,9 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
     d = item.image
     stats = compute_statistics(cam.heatmap, d.width, d.height, extent=cam.extent, region=item.region,
                                config=ctx.stats)
+    extra = [heatmap_record(other, compute_statistics(other.heatmap, d.width, d.height, extent=other.extent,
+                                                      region=item.region, config=ctx.stats), primary=False)
+             for other in cam.extra]
     outcomes = evaluate_flags(stats.values, confidence=cam.confidence, class_index=cam.predicted_class,
                               native_heatmap=cam.heatmap, reference=ctx.reference, config=ctx.flags)
     flags = [FlagRecord(o.rule, o.value, o.threshold) for o in outcomes if o.flagged]
@@ -177,37 +185,33 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
         model_version_id=ctx.model_version_id,
         prediction=PredictionRecord(
             class_index=cam.predicted_class, confidence=cam.confidence, topk_indices=cam.topk_indices,
-            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits,
-            correct=None if label_index is None else label_index == cam.predicted_class),
-        heatmap=HeatmapRecord(method=cam.method, target_class=cam.target_class, target_layer=cam.target_layer,
-                              state=stats.state, native=cam.heatmap, extent=cam.extent, raw_max=cam.raw_max,
-                              raw_sum=cam.raw_sum, target_logit=cam.target_logit, stats=stats.values),
+            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits, labels=cam.labels,
+            correct=is_correct(label_index, cam.predicted_class, cam.labels)),
+        heatmap=heatmap_record(cam, stats), extra_heatmaps=extra,
         flags=flags,
         warnings=[*d.warnings, *item.notes.warnings, *time_warnings],
     )
 
 
-def _explain_one(item: _Decoded, ctx: PipelineContext) -> CamResult:
-    return ctx.engine.explain([item.image.image], original_sizes=[(item.image.width, item.image.height)])[0]
+def _explain(chunk: list[_Decoded], ctx: PipelineContext) -> list[CamResult]:
+    """One pass over ``chunk``: the primary explanation of each image, other targets in its ``extra``."""
+    inputs, extents = ctx.engine.prepare([i.image.image for i in chunk],
+                                         [(i.image.width, i.image.height) for i in chunk])
+    return explain_batch(ctx.engine, inputs, extents, [ctx.label_index(i.notes.label) for i in chunk], ctx.target)
 
 
 def _model(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, ImageResult]
            ) -> list[tuple[_Decoded, CamResult]]:
     """CAM results of a chunk from one pass; after a failure, one pass per image (errors into ``results``)."""
     try:
-        inputs, extents = ctx.engine.prepare([i.image.image for i in chunk],
-                                             [(i.image.width, i.image.height) for i in chunk])
-        cams = ctx.engine.run(inputs)
-        for cam, extent in zip(cams, extents, strict=True):
-            cam.extent = extent
-        return list(zip(chunk, cams, strict=True))
+        return list(zip(chunk, _explain(chunk, ctx), strict=True))
     except Exception:
         if len(chunk) > 1:
             log.exception("CAM engine failed on a batch of %d; retrying one by one", len(chunk))
     pairs = []
     for item in chunk:
         try:
-            pairs.append((item, _explain_one(item, ctx)))
+            pairs.append((item, _explain([item], ctx)[0]))
         except Exception as exc:  # recorded as this image's error, not swallowed
             results[item.claim.id] = failed(item.claim, "model", exc)
     return pairs

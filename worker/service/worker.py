@@ -120,7 +120,8 @@ class Worker:
                     session, spec=loaded.spec, weights_sha256=loaded.weights_sha256,
                     num_classes=loaded.num_classes, class_names=loaded.class_names,
                     input_size=list(loaded.preprocessing.size), preprocessing=loaded.preprocessing.to_json(),
-                    target_layer=cam.target_layer, method=cam.method.key)
+                    target_layer=cam.target_layer, method=cam.method.key, head=loaded.head,
+                    head_threshold=loaded.head_threshold, target_mode=settings.target)
 
         self.model_version_id = self._with_db(register_model, "registering the model version")
 
@@ -141,7 +142,7 @@ class Worker:
                                          max_sidecar_bytes=settings.max_sidecar_bytes,
                                          max_coco_bytes=settings.max_coco_bytes, max_boxes=settings.max_boxes),
             flags=settings.flags, thumbnails=settings.thumbnails, max_image_bytes=settings.max_image_bytes,
-            max_batch_pixels=settings.max_batch_pixels)
+            max_batch_pixels=settings.max_batch_pixels, target=settings.target)
         self._with_db(lambda: wait_for_predecessor(
             self.db, self.worker_id, me=self.instance_id, heartbeat_seconds=settings.heartbeat_seconds,
             dead_after_seconds=settings.dead_after_seconds), "checking the worker id")
