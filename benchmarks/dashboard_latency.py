@@ -103,11 +103,12 @@ def _new_session(page: str | None, query_params: dict[str, str] | None = None) -
 
 #: What each page must show after a run (so that a page stopping early cannot pass for a fast one).
 EXPECTED: dict[str, Callable[[AppTest], bool]] = {
-    "overview": lambda at: len(at.get("plotly_chart")) == 2 and len(at.metric) == 5,
+    "overview": lambda at: len(at.get("plotly_chart")) == 3 and len(at.metric) == 5,
     "drift": lambda at: len(at.get("plotly_chart")) >= 4,
     "flagged": lambda at: len(at.get("image")) == 24,
     "image": lambda at: "Statistics" in [s.value for s in at.subheader] and len(at.get("image")) >= 2,
-    "slices": lambda at: len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 1,
+    "slices": lambda at: len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 2,
+    "review": lambda at: any(b.label == "Correct flag" for b in at.button),
     "health": lambda at: len(at.dataframe) == 2,
 }
 
@@ -122,13 +123,15 @@ def _check(at: AppTest, page: str) -> None:
 Change = Callable[[AppTest], object]
 PAGES: dict[str, tuple[str | None, Change, str]] = {
     "overview": (None, lambda at: at.selectbox(key="camwatch_time_range").set_value("Last 24 hours"),
-                 "time range 7 days -> 24 hours"),
+                 "default time range -> 24 hours"),
     "drift": ("app_pages/drift.py", lambda at: at.selectbox(key="drift_statistic").set_value("centroid_x"),
               "statistic -> centroid_x"),
     "flagged": ("app_pages/flagged.py", lambda at: at.selectbox(key="flagged_rule").set_value("border_energy"),
                 "rule -> border_energy"),
     "image": ("app_pages/image.py", lambda at: at.number_input(key="image_id").set_value(500_000),
               "image id -> 500000"),
+    "review": ("app_pages/review.py", lambda at: at.selectbox(key="review_rule").set_value("border_energy"),
+               "rule -> border_energy"),
     "slices": ("app_pages/slices.py", lambda at: at.selectbox(key="slices_statistic").set_value("centroid_x"),
                "statistic -> centroid_x"),
     "health": ("app_pages/health.py", lambda at: at.button[0].click(), "Refresh button (cache cleared)"),

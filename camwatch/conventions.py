@@ -81,18 +81,28 @@ def parse_window_kind(label: str) -> tuple[WindowKind, int | None]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A reviewer's verdict on a flagged image: stable key, label for buttons, short label for lists."""
+    """A reviewer's verdict on a flagged image: stable key, label for buttons, short label for lists, the
+    keyboard shortcut of its button on the Review page, and what it says about the flag for a rule's
+    precision: ``"tp"`` (the flag was right), ``"fp"`` (a false alarm) or None (not counted: a wrong label
+    says the annotation is wrong, not whether the attention was; unsure says nothing)."""
 
     key: str
     label: str
     short: str
+    shortcut: str
+    counts_as: Literal["tp", "fp"] | None
 
 
 VERDICTS: dict[str, Verdict] = {v.key: v for v in (
-    Verdict("wrong_attention_confirmed", "Wrong attention confirmed", "confirmed"),
-    Verdict("false_alarm", "False alarm", "false alarm"),
-    Verdict("wrong_label", "Wrong label", "wrong label"),
+    Verdict("wrong_attention_confirmed", "Correct flag", "confirmed", "1", "tp"),
+    Verdict("false_alarm", "False alarm", "false alarm", "2", "fp"),
+    Verdict("wrong_label", "Wrong label", "wrong label", "3", None),
+    Verdict("unsure", "Unsure", "unsure", "4", None),
 )}
+#: The verdict whose review carries the image's right label (it overrides the stored label for accuracy).
+WRONG_LABEL = "wrong_label"
+#: The verdict of images that looked at the wrong region, confirmed by a person (the curated export).
+CONFIRMED = "wrong_attention_confirmed"
 REVIEW_VERDICTS: tuple[str, ...] = tuple(VERDICTS)
 #: Review status of a flagged image in the gallery: no review yet, or the latest verdict.
 UNREVIEWED = "unreviewed"
@@ -110,6 +120,8 @@ def review_status_label(status: str) -> str:
 AUDIT_ACTIONS: dict[str, str] = {
     "review": "reviewed",
     "reference_add": "added to the reference",
+    "threshold.accept": "accepted a flag threshold from the reviews",
+    "threshold.revert": "reverted a flag threshold to the settings' value",
 }
 #: ``audit_events.actor`` of a dashboard without a login (bound to localhost by default).
 LOCAL_ACTOR = "local (no login)"

@@ -57,7 +57,8 @@ class DriftSettings(BaseModel):
     heatmap_correlation_min: float = DEFAULT_HEATMAP_CORRELATION
     statistics: list[str] = Field(default_factory=lambda: [
         "centroid_x", "centroid_y", "spread", "entropy", "gini", "border_energy", "top5_share",
-        "energy_outside", "attention_correlation", "confidence", "raw_max"])
+        "energy_outside", "attention_correlation", "confidence", "raw_max",
+        "brightness", "contrast", "sharpness", "colourfulness", "width", "height"])
     slice_tags: list[str] = Field(default_factory=lambda: ["site", "camera"])  # drift per value of these tags
     every_batches: int = 20  # the worker recomputes drift after this many batches (and when idle)
 
@@ -101,6 +102,11 @@ class DashboardSettings(BaseModel):
     session_max_hours: Annotated[float, Field(gt=0)] = 12.0  # and after this long in any case
     login_max_failures: Annotated[int, Field(ge=1)] = 5  # failed logins per client before a lockout
     login_lockout_seconds: Annotated[float, Field(gt=0)] = 60.0  # first lockout; doubles each time, max 1 h
+    #: Who may accept threshold suggestions: OIDC user names or e-mails. Without any login configured
+    #: (a dashboard on 127.0.0.1) the local user is the admin; with a login, only these users, or anyone
+    #: who enters ``admin_password`` on the Review page.
+    admins: list[str] = Field(default_factory=list)
+    admin_password: str | None = None
 
     @field_validator("password_hash")
     @classmethod
@@ -108,6 +114,26 @@ class DashboardSettings(BaseModel):
         if value is not None:
             check_hash_format(value)
         return value
+
+
+class ReviewSettings(BaseModel):
+    """The QA review loop (Review page): claims, and when a threshold is suggested."""
+
+    claim_seconds: Annotated[float, Field(gt=0)] = 120.0  # a reviewer's hold on an image, renewed while open
+    target_precision: Annotated[float, Field(gt=0, le=1)] = 0.9  # the suggested threshold reaches this
+    min_reviews: Annotated[int, Field(ge=1)] = 10  # confirmed + false alarms before a rule gets a suggestion
+
+
+class RetentionSettings(BaseModel):
+    """Deleting the bulky per-image data of old images (``camwatch prune``; the worker runs it daily when
+    ``older_than_days`` is set). Drift results, alerts, reviews' audit trail and reference images are kept."""
+
+    older_than_days: Annotated[float, Field(gt=0)] | None = None  # None: never prune automatically
+    keep_flagged: bool = True
+    keep_reviewed: bool = True
+    every_hours: Annotated[float, Field(gt=0)] = 24.0
+    batch_size: Annotated[int, Field(ge=1)] = 500  # images per delete transaction
+    pause_seconds: Annotated[float, Field(ge=0)] = 0.25  # between transactions: the worker keeps most of the CPU
 
 
 class Settings(BaseSettings):
@@ -163,6 +189,8 @@ class Settings(BaseSettings):
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("source", mode="before")
     @classmethod

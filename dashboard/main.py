@@ -34,6 +34,7 @@ PAGES = (
     ("overview.py", "Overview", ":material/monitoring:", "overview"),
     ("drift.py", "Drift", ":material/trending_up:", "drift"),
     ("flagged.py", "Flagged", ":material/flag:", "flagged"),
+    ("review.py", "Review", ":material/rate_review:", "review"),
     ("image.py", "Image", ":material/image:", "image"),
     ("slices.py", "Slices", ":material/view_column:", "slices"),
     ("health.py", "Health", ":material/favorite:", "health"),

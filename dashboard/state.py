@@ -27,12 +27,16 @@ import streamlit as st
 from sqlalchemy import Engine
 
 import dashboard.analysis
+import dashboard.bias
 import dashboard.images
 import db.audit
+import db.prune
 import db.queries
 import db.queries_images
+import db.queries_qa
 import db.queries_slices
 import db.queue_status
+import db.reviews
 from camwatch.locations import folder_path
 from camwatch.settings import Settings, load_settings
 from db.migrate import upgrade
@@ -44,8 +48,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 QUERY_MODULES: dict[str, ModuleType] = {
-    module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, db.audit,
-                                           db.queue_status, dashboard.analysis, dashboard.images)
+    module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, db.queries_qa,
+                                           db.audit, db.queue_status, db.reviews, db.prune, dashboard.analysis,
+                                           dashboard.bias, dashboard.images)
 }
 
 

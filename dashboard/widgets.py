@@ -2,7 +2,9 @@
 notice and small formatting helpers.
 
 Time ranges are anchored at the latest capture time in the database (not the wall clock), so that a
-database filled in the past still shows its last day; the sidebar says which moment that is.
+database filled in the past still shows its last day; the sidebar says which moment that is. The default
+range shows all the data when it spans less than :data:`WHOLE_DATA_UP_TO` (30 days), else the last 30 days
+(:func:`default_range`), so a before/after in the data is on screen without touching the picker.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ TIME_RANGES: dict[str, dt.timedelta | None] = {
     "Last 30 days": dt.timedelta(days=30),
     "All time": None,
 }
-DEFAULT_RANGE = "Last 7 days"
+ALL_TIME = "All time"
+WHOLE_DATA_UP_TO = dt.timedelta(days=30)
 HOURLY_UP_TO = dt.timedelta(days=3)  # ranges up to this long are bucketed by hour, longer ones by day
 _RANGE_KEY = "camwatch_time_range"
 #: Time series over more images than this use a hash sample of about this many (db.queries.hash_sample).
@@ -35,10 +38,15 @@ SERIES_ROWS = 30_000
 ANY = "(any)"
 
 
+def default_range(bounds: tuple[dt.datetime, dt.datetime] | None) -> str:
+    """All the data when it spans less than :data:`WHOLE_DATA_UP_TO`, else the last 30 days."""
+    return ALL_TIME if bounds is None or bounds[1] - bounds[0] < WHOLE_DATA_UP_TO else "Last 30 days"
+
+
 def time_range_selector() -> None:
-    """The sidebar's time range (kept across pages in the session)."""
+    """The sidebar's time range (kept across pages in the session; the default follows the data)."""
     if _RANGE_KEY not in st.session_state:
-        st.session_state[_RANGE_KEY] = DEFAULT_RANGE
+        st.session_state[_RANGE_KEY] = default_range(query(capture_range))
     st.sidebar.selectbox("Time range (capture time)", list(TIME_RANGES), key=_RANGE_KEY)
 
 
@@ -49,9 +57,27 @@ def time_filter() -> ImageFilter:
     bounds = query(capture_range)
     if bounds is None:
         return ImageFilter()
-    delta = TIME_RANGES[st.session_state.get(_RANGE_KEY, DEFAULT_RANGE)]
+    delta = TIME_RANGES[st.session_state.get(_RANGE_KEY) or default_range(bounds)]
     end = bounds[1] + dt.timedelta(microseconds=1)
     return ImageFilter(start=bounds[0] if delta is None else end - delta, end=end)
+
+
+def selected_range() -> str | None:
+    """The name of the sidebar's time range (None before the sidebar ran)."""
+    value = st.session_state.get(_RANGE_KEY)
+    return None if value is None else str(value)
+
+
+def x_range(f: ImageFilter) -> tuple[dt.datetime, dt.datetime] | None:
+    """The time axis of charts over ``f``: its range, widened to whole hours (ranges up to
+    :data:`HOURLY_UP_TO`) or days, so the first and last buckets are drawn whole."""
+    if f.start is None or f.end is None:
+        return None
+    unit = dt.timedelta(hours=1) if bucket_unit(f) == "hour" else dt.timedelta(days=1)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    start = epoch + ((f.start - epoch) // unit) * unit
+    end = epoch + -((epoch - f.end) // unit) * unit
+    return start, max(end, start + unit)
 
 
 def bucket_unit(f: ImageFilter) -> str:

@@ -15,9 +15,10 @@ import pandas as pd
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection
 
-from camwatch.conventions import AUDIT_ACTIONS, REVIEW_VERDICTS
+from camwatch.conventions import AUDIT_ACTIONS
 from db.limits import column_length, fit
-from db.models import AuditEvent, Reference, ReferenceMember, Review
+from db.models import Reference, ReferenceMember, Review
+from db.models_ops import AuditEvent
 from db.session import dialect_insert, write_transaction
 from db.types import utcnow
 
@@ -35,21 +36,6 @@ def record_event(conn: Connection, *, actor: str, client: str | None, action: st
         at=utcnow(), actor=fit(actor or "unknown", _ACTOR_CHARS),
         client=None if client is None else fit(client, _CLIENT_CHARS), action=action, image_id=image_id,
         reference_id=reference_id, details=details))
-
-
-def review_image(engine: Engine, image_id: int, verdict: str, note: str | None, reviewer: str | None, *,
-                 actor: str, client: str | None) -> int:
-    """Record a reviewer's verdict on an image and its audit event; returns the review id."""
-    if verdict not in REVIEW_VERDICTS:
-        raise ValueError(f"image {image_id}: verdict must be one of {REVIEW_VERDICTS}, got {verdict!r}")
-    with write_transaction(engine) as conn:
-        review_id = conn.execute(insert(Review).values(
-            image_id=image_id, verdict=verdict, note=note,
-            reviewer=None if reviewer is None else fit(reviewer, _REVIEWER_CHARS), created_at=utcnow())
-            .returning(Review.id)).scalar_one()
-        record_event(conn, actor=actor, client=client, action="review", image_id=image_id,
-                     details={"review_id": int(review_id), "verdict": verdict})
-    return int(review_id)
 
 
 def add_to_reference(engine: Engine, reference_id: int, image_id: int, *, actor: str, client: str | None) -> bool:
@@ -75,3 +61,18 @@ def audit_trail(engine: Engine, image_id: int) -> pd.DataFrame:
                                      AuditEvent.details)
                               .where(AuditEvent.image_id == image_id).order_by(AuditEvent.id.desc()))
         return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def audit_events(engine: Engine, limit: int = 200, action_prefix: str | None = None) -> pd.DataFrame:
+    """The newest events first (optionally only actions starting with ``action_prefix``): id, at, actor,
+    client, action, subject (``details["subject"]``, e.g. ``flags.energy_outside_max``), detail."""
+    stmt = select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.client, AuditEvent.action,
+                  AuditEvent.details).order_by(AuditEvent.id.desc()).limit(limit)
+    if action_prefix is not None:
+        stmt = stmt.where(AuditEvent.action.startswith(action_prefix, autoescape=True))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return pd.DataFrame([{"id": r.id, "at": r.at, "actor": r.actor, "client": r.client, "action": r.action,
+                          "subject": (r.details or {}).get("subject"),
+                          "detail": {k: v for k, v in (r.details or {}).items() if k != "subject"}} for r in rows],
+                        columns=["id", "at", "actor", "client", "action", "subject", "detail"])

@@ -35,10 +35,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from camwatch.conventions import IMAGE_STATUSES, QUEUE_STATES, REFERENCE_KINDS, REVIEW_VERDICTS, WORKER_STATES
+from camwatch.conventions import IMAGE_STATUSES, REFERENCE_KINDS, REVIEW_VERDICTS
 from camwatch.heads import HEAD_KINDS, TARGET_MODES
 from camwatch.statistics.heatmap import HEATMAP_STATES
-from camwatch.statistics.registry import HEATMAP_KEYS
+from camwatch.statistics.registry import CATEGORIES, HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.types import UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
@@ -91,8 +91,21 @@ class ModelVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Image(Base):
-    """One distinct image content (by sha256) and its processing state; ``captured_at`` drives time charts."""
+class ImagePropertyColumns:
+    """One nullable Float column per :data:`camwatch.statistics.registry.IMAGE_PROPERTY_COLUMNS` (mixed into
+    :class:`Image`)."""
+
+
+for _name in IMAGE_PROPERTY_COLUMNS:
+    setattr(ImagePropertyColumns, _name, mapped_column(Float, nullable=True))
+
+
+class Image(ImagePropertyColumns, Base):
+    """One distinct image content (by sha256) and its processing state; ``captured_at`` drives time charts.
+
+    Image properties (brightness...) and ``camera_model`` come from the decoded pixels and EXIF; ``pruned_at``
+    is set when retention deleted the image's bulky data (the row stays, so the bytes are never processed
+    again)."""
 
     __tablename__ = "images"
     __table_args__ = (
@@ -131,6 +144,8 @@ class Image(Base):
     # The deployed model's own prediction, when a queue event carried it (set at registration).
     deployed_class_index: Mapped[int | None] = mapped_column(Integer)
     deployed_score: Mapped[float | None] = mapped_column(Float)
+    camera_model: Mapped[str | None] = mapped_column(String(CATEGORIES["camera_model"].max_length))
+    pruned_at: Mapped[dt.datetime | None]
 
 
 class ImageTag(Base):
@@ -240,7 +255,8 @@ class Flag(Base):
 
 
 class Review(Base):
-    """A human verdict on a (usually flagged) image."""
+    """A human verdict on a (usually flagged) image; a 'wrong label' verdict carries the right ``label``
+    (and its class index when it names a model class), which overrides the image's label for accuracy."""
 
     __tablename__ = "reviews"
     __table_args__ = (_one_of("verdict", REVIEW_VERDICTS),)
@@ -251,6 +267,8 @@ class Review(Base):
     note: Mapped[str | None] = mapped_column(Text)
     reviewer: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    label: Mapped[str | None] = mapped_column(String(200))
+    label_index: Mapped[int | None] = mapped_column(Integer)
 
 
 class Reference(Base):
@@ -332,72 +350,3 @@ class DriftResult(Base):
     n_reference: Mapped[int] = mapped_column(Integer)
     n_current: Mapped[int] = mapped_column(Integer)
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-
-
-class WorkerHeartbeat(Base):
-    """Liveness and throughput of one worker process."""
-
-    __tablename__ = "worker_heartbeats"
-    __table_args__ = (_one_of("state", WORKER_STATES),)
-
-    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    # random per process start: claims carry it (images.claimed_by), recovery ends a silent one's claims
-    instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    hostname: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str | None] = mapped_column(String(200))
-    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    state: Mapped[str] = mapped_column(String(16))
-    processed: Mapped[int] = mapped_column(Integer, default=0)
-    errors: Mapped[int] = mapped_column(Integer, default=0)
-    images_per_s: Mapped[float | None] = mapped_column(Float)
-
-
-class AuditEvent(Base):
-    """Who changed what from the dashboard (reviews, reference membership), shown on the Image page.
-
-    ``actor`` is the authenticated identity (OIDC e-mail or name), ``"password login"`` for the shared
-    password, or ``"local (no login)"``; ``client`` the address the request came from, when known."""
-
-    __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_image_id_at", "image_id", "at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(200))
-    client: Mapped[str | None] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(32))  # a key of camwatch.conventions.AUDIT_ACTIONS
-    image_id: Mapped[int | None] = mapped_column(_image_fk())
-    reference_id: Mapped[int | None] = mapped_column(ForeignKey("references.id", ondelete="SET NULL"))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-class QueueStatus(Base):
-    """The latest state of one queue source as one of its consumers sees it (written every few seconds).
-
-    ``lag``: entries not yet delivered to the consumer group (Redis; NULL when unknown, always for MQTT);
-    ``pending``: delivered and not acknowledged, whole group (Redis) or this consumer (MQTT); ``in_flight``:
-    received by this consumer and not yet acknowledged (at most ``max_in_flight``); ``dead_letters``: length
-    of the dead-letter stream (Redis). Counters are since the worker started.
-    """
-
-    __tablename__ = "queue_status"
-    __table_args__ = (_one_of("state", QUEUE_STATES),)
-
-    source: Mapped[str] = mapped_column(String(200), primary_key=True)
-    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
-    worker_id: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(16))
-    location: Mapped[str] = mapped_column(Text)  # password redacted
-    state: Mapped[str] = mapped_column(String(16))
-    lag: Mapped[int | None] = mapped_column(BigInteger)
-    pending: Mapped[int | None] = mapped_column(BigInteger)
-    in_flight: Mapped[int] = mapped_column(Integer)
-    max_in_flight: Mapped[int] = mapped_column(Integer)
-    dead_letters: Mapped[int | None] = mapped_column(BigInteger)
-    received: Mapped[int] = mapped_column(BigInteger, default=0)
-    acknowledged: Mapped[int] = mapped_column(BigInteger, default=0)
-    dead_lettered: Mapped[int] = mapped_column(BigInteger, default=0)
-    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -24,7 +24,7 @@ from camwatch.conventions import REFERENCE_SOURCE, slice_label
 from camwatch.monitoring.heatmaps import MeanHeatmap
 from camwatch.monitoring.reference import ReferenceSummary, StatRow, StatSummary, build_reference
 from camwatch.settings import ReferenceSettings
-from camwatch.statistics.registry import HEATMAP_KEYS
+from camwatch.statistics.registry import CATEGORIES, HEATMAP_KEYS, IMAGE_KEYS
 from db.codec import decode_heatmap, encode_heatmap
 from db.models import (
     Heatmap,
@@ -64,9 +64,10 @@ class IndexedImage:
 
 def _rows_query() -> Select:
     stat_cols = [getattr(Heatmap, c) for c in HEATMAP_KEYS]
+    image_cols = [getattr(Image, c) for c in (*IMAGE_KEYS, *CATEGORIES)]  # image properties, camera model
     return (select(Image.id, Image.captured_at, Prediction.class_index, Prediction.confidence, Prediction.labels,
-                   Heatmap.raw_max,
-                   Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w, Heatmap.data, *stat_cols)
+                   Heatmap.raw_max, Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w,
+                   Heatmap.data, *stat_cols, *image_cols)
             .join(Prediction, Prediction.image_id == Image.id)
             .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
             .where(Image.status == "ok"))
@@ -78,7 +79,8 @@ def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow
     for r in conn.execute(query):
         m = r._mapping
         ids.append(m["id"])
-        rows.append(StatRow(class_index=m["class_index"], stats={c: m[c] for c in HEATMAP_KEYS},
+        rows.append(StatRow(class_index=m["class_index"], stats={c: m[c] for c in (*HEATMAP_KEYS, *IMAGE_KEYS)},
+                            category_values={c: m[c] for c in CATEGORIES},
                             confidence=m["confidence"], raw_max=m["raw_max"], raw_sum=m["raw_sum"],
                             target_logit=m["target_logit"],
                             heatmap=decode_heatmap(m["data"], m["grid_h"], m["grid_w"]),
@@ -119,10 +121,12 @@ def image_slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> d
 
 
 def processed_index(engine: Engine, model_version_id: int) -> list[IndexedImage]:
-    """Every processed image of a model version, in capture-time order (ties by id)."""
+    """Every processed image of a model version whose results are still held (not pruned: the drift
+    results of pruned windows stay as computed), in capture-time order (ties by id)."""
     with engine.connect() as conn:
         rows = conn.execute(select(Image.id, Image.captured_at, Image.processed_at)
-                            .where(Image.status == "ok", Image.model_version_id == model_version_id)
+                            .where(Image.status == "ok", Image.model_version_id == model_version_id,
+                                   Image.pruned_at.is_(None))
                             .order_by(Image.captured_at, Image.id)).all()
     return [IndexedImage(*r) for r in rows]
 
@@ -177,6 +181,7 @@ def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_m
     params["class_counts"] = {str(c): n for c, n in summary.class_counts.items()}
     if summary.label_counts is not None:
         params["label_counts"] = {str(c): n for c, n in summary.label_counts.items()}
+    params["categories"] = summary.categories
     conn.execute(update(Reference).where(Reference.id == ref_id)
                  .values(built_at=utcnow(), n_images=n_members, params=params))
 
@@ -192,16 +197,19 @@ def load_reference(conn: Connection, ref_id: int) -> ReferenceSummary:
     counts = {int(c): int(n) for c, n in params.get("class_counts", {}).items()}
     labels = params.get("label_counts")
     label_counts = None if labels is None else {int(c): int(n) for c, n in labels.items()}
-    return ReferenceSummary(class_counts=counts, stats=stats, heatmaps=maps, label_counts=label_counts)
+    categories = {str(k): {str(v): int(n) for v, n in c.items()} for k, c in params.get("categories", {}).items()}
+    return ReferenceSummary(class_counts=counts, stats=stats, heatmaps=maps, label_counts=label_counts,
+                            categories=categories)
 
 
 def ensure_reference(engine: Engine, rule: ReferenceSettings, model_version_id: int,
                      method: str) -> ReferenceHandle | None:
     """The current reference of a model version and method, created (members chosen by ``rule``) or
-    rebuilt (member count changed) when needed; None until the rule can be satisfied."""
+    rebuilt (member count changed, or a summary stored before image properties were kept) when needed;
+    None until the rule can be satisfied."""
     name = reference_name(model_version_id, method)
     with write_transaction(engine) as conn:
-        ref = conn.execute(select(Reference.id, Reference.n_images, Reference.built_at)
+        ref = conn.execute(select(Reference.id, Reference.n_images, Reference.built_at, Reference.params)
                            .where(Reference.name == name)).one_or_none()
         if ref is None:
             members = _choose_members(conn, rule, model_version_id)
@@ -212,12 +220,13 @@ def ensure_reference(engine: Engine, rule: ReferenceSettings, model_version_id: 
                 model_version_id=model_version_id, method=method, created_at=utcnow(), n_images=0)
                 .returning(Reference.id)).scalar_one()
             conn.execute(insert(ReferenceMember), [{"reference_id": ref_id, "image_id": i} for i in members])
-            built_at, n_images = None, 0
+            built_at, n_images, outdated = None, 0, False
         else:
-            ref_id, n_images, built_at = ref
+            ref_id, n_images, built_at, params = ref
+            outdated = "categories" not in (params or {})  # built before revision 0006_qa_workflow
         n_members = conn.execute(select(func.count()).select_from(ReferenceMember)
                                  .where(ReferenceMember.reference_id == ref_id)).scalar_one()
-        if built_at is None or n_members != n_images:
+        if built_at is None or n_members != n_images or outdated:
             _, rows = reference_rows(conn, ref_id)
             summary = build_reference(rows)
             _store_summary(conn, ref_id, summary, n_members)

@@ -12,8 +12,8 @@ Conventions shared by ``db.queries*``:
   :class:`db.types.UTCDateTime`) to ``YYYY-MM-DD HH`` / ``YYYY-MM-DD``, on PostgreSQL with
   ``date_trunc(unit, t, 'UTC')``; :func:`bucket_start` turns either result into a datetime.
 - "Statistic" means a column of ``heatmaps`` named in :data:`camwatch.statistics.registry.HEATMAP_KEYS`, one of the raw values
-  ``raw_max``, ``raw_sum``, ``target_logit``, or ``confidence`` (``predictions``); only the image's primary
-  heatmap counts. "Class" is the predicted class (``predictions.class_index``).
+  ``raw_max``, ``raw_sum``, ``target_logit``, ``confidence`` (``predictions``), or an image property of
+  :data:`camwatch.statistics.registry.IMAGE_KEYS` (``images``); only the image's primary heatmap counts. "Class" is the predicted class (``predictions.class_index``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
 from camwatch.conventions import ALL_CLASSES, ALL_IMAGES
-from camwatch.statistics.registry import ENGINE_KEYS, HEATMAP_KEYS, STATISTICS
+from camwatch.statistics.registry import ENGINE_KEYS, HEATMAP_KEYS, IMAGE_KEYS, STATISTICS
 from db.codec import decode_heatmap
+from db.labels import corrected_labels, effective_correct
 from db.models import (
     DriftResult,
     Flag,
@@ -44,8 +45,8 @@ from db.models import (
     Reference,
     ReferenceHeatmap,
     ReferenceStat,
-    WorkerHeartbeat,
 )
+from db.models_ops import WorkerHeartbeat
 
 TIME_UNITS: tuple[str, ...] = ("hour", "day")
 #: Engine values stored with the prediction; the other engine values are columns of ``heatmaps``.
@@ -74,6 +75,8 @@ def statistic_column(name: str) -> QueryableAttribute[Any]:
         return getattr(Heatmap, name)
     if name in PREDICTION_COLUMNS:
         return getattr(Prediction, name)
+    if name in IMAGE_KEYS:
+        return getattr(Image, name)
     raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTIC_NAMES)}")
 
 
@@ -192,11 +195,15 @@ def last_processed(engine: Engine) -> tuple[dt.datetime | None, int]:
 
 
 def label_accuracy(engine: Engine, f: ImageFilter | None = None) -> tuple[int, int]:
-    """``(labelled, correct)`` among ok images matching ``f`` whose label is known (``predictions.correct``
-    is set when the sidecar or annotation gave a label that names a model class)."""
-    stmt = apply_filter(select(func.count(Prediction.correct), func.count().filter(Prediction.correct.is_(True)))
+    """``(labelled, correct)`` among ok images matching ``f`` whose label is known: a reviewer's
+    'wrong label' correction overrides the stored label (:mod:`db.labels`); otherwise
+    ``predictions.correct`` is set when the sidecar or annotation gave a label that names a model class."""
+    corrected = corrected_labels()
+    correct = effective_correct(corrected)
+    stmt = apply_filter(select(func.count(correct), func.count().filter(correct.is_(True)))
                         .select_from(Image).join(Prediction, Prediction.image_id == Image.id)
-                        .where(Prediction.correct.is_not(None)), f or ImageFilter(), predictions_joined=True)
+                        .outerjoin(corrected, corrected.c.image_id == Image.id)
+                        .where(correct.is_not(None)), f or ImageFilter(), predictions_joined=True)
     with engine.connect() as conn:
         labelled, correct = conn.execute(stmt).one()
     return int(labelled), int(correct)

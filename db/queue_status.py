@@ -13,14 +13,14 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from camwatch.conventions import QUEUE_STATES
-from db.models import QueueStatus
+from db.models_ops import QueueStatus
 from db.session import dialect_insert, write_transaction
 from db.types import utcnow
 
 
 @dataclass(frozen=True)
 class QueueReport:
-    """One consumer's view of a queue source (the columns of ``queue_status``, see :class:`db.models.QueueStatus`)."""
+    """One consumer's view of a queue source (the columns of ``queue_status``, see :class:`db.models_ops.QueueStatus`)."""
 
     source: str
     consumer: str

@@ -97,7 +97,8 @@ class ImageResult:
 
     ``status`` is 'ok' or 'error' (then ``error`` says why); ``captured_at``, when given, overrides
     the capture time the scanner registered (e.g. EXIF read during decoding); ``warnings`` say what was
-    ignored or replaced (a malformed sidecar, an implausible capture time).
+    ignored or replaced (a malformed sidecar, an implausible capture time). ``properties`` maps names of
+    :data:`camwatch.statistics.registry.IMAGE_PROPERTY_COLUMNS` to values; ``camera_model`` is from EXIF.
     """
 
     image_id: int
@@ -118,6 +119,8 @@ class ImageResult:
     flags: list[FlagRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     extra_heatmaps: list[HeatmapRecord] = field(default_factory=list)  # other targets (is_primary False)
+    properties: dict[str, float | None] = field(default_factory=dict)
+    camera_model: str | None = None
 
 
 @dataclass(frozen=True)

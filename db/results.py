@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 
 from camwatch.statistics.heatmap import HEATMAP_STATES
-from camwatch.statistics.registry import HEATMAP_KEYS
+from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.codec import encode_heatmap
 from db.limits import bounded
 from db.models import Flag, Heatmap, Image, ImageTag, Prediction
@@ -50,6 +50,10 @@ def _validate(result: ImageResult) -> None:
         if unknown:
             raise ValueError(f"image {result.image_id}: unknown heatmap statistics {sorted(unknown)}; "
                              "expected names from camwatch.statistics.registry.HEATMAP_KEYS")
+    unknown = set(result.properties) - set(IMAGE_PROPERTY_COLUMNS)
+    if unknown:
+        raise ValueError(f"image {result.image_id}: unknown image properties {sorted(unknown)}; expected names "
+                         "from camwatch.statistics.registry.IMAGE_PROPERTY_COLUMNS")
     if result.heatmap is not None and not result.heatmap.is_primary:
         raise ValueError(f"image {result.image_id}: ImageResult.heatmap must be the primary heatmap")
     if any(h.is_primary for h in result.extra_heatmaps):
@@ -89,8 +93,8 @@ def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
 
 # Image columns copied from the result as they are; processed_at, tags and captured_at are set apart.
 _COPIED_FIELDS = ("status", "error", "width", "height", "format", "label", "label_index", "region", "thumbnail",
-                  "model_version_id")
-_IMAGE_FIELDS = (*_COPIED_FIELDS, "processed_at", "tags", "warnings")
+                  "model_version_id", "camera_model")
+_IMAGE_FIELDS = (*_COPIED_FIELDS, "processed_at", "tags", "warnings", *IMAGE_PROPERTY_COLUMNS)
 
 
 def _image_params(result: ImageResult, now: dt.datetime) -> dict[str, Any]:
@@ -98,6 +102,7 @@ def _image_params(result: ImageResult, now: dt.datetime) -> dict[str, Any]:
     values = {key: getattr(result, key) for key in _COPIED_FIELDS}
     values.update(processed_at=now, tags=dict(result.tags) or None, captured_at=result.captured_at,
                   warnings=list(result.warnings) or None)
+    values.update({name: _finite_or_none(result.properties.get(name)) for name in IMAGE_PROPERTY_COLUMNS})
     return {f"b_{key}": value for key, value in values.items()} | {"b_id": result.image_id}
 
 

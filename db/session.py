@@ -1,7 +1,10 @@
 """Engines, sessions and transactions for SQLite (default) and PostgreSQL.
 
 SQLite: each new connection gets ``busy_timeout`` (30 s by default: a second writer waits instead of failing),
-``journal_mode = WAL`` (a long dashboard read does not block the worker's commits), ``foreign_keys = ON``
+``auto_vacuum = INCREMENTAL`` (takes effect on a new file, before WAL writes its header: retention can
+then give freed pages back with ``PRAGMA incremental_vacuum``, see :mod:`db.prune`; an older database
+keeps its mode until one full ``VACUUM``), ``journal_mode = WAL`` (a long dashboard read does not block
+the worker's commits), ``foreign_keys = ON``
 and ``synchronous = NORMAL`` (safe with WAL; a power cut may lose the last commits, never corrupt).
 The sqlite3 driver's own transaction handling is switched off (``isolation_level = None``) and
 SQLAlchemy emits ``BEGIN`` itself -- the documented recipe for real transactions on pysqlite -- so a
@@ -34,7 +37,8 @@ _BEGIN_OPTION = "camwatch_sqlite_begin"
 DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
 _SQLITE_PRAGMAS = (
     # busy_timeout first (set apart, per engine): switching a fresh file to WAL needs a lock another
-    # process may hold.
+    # process may hold. auto_vacuum before WAL: only a file without a header yet takes it at once.
+    "PRAGMA auto_vacuum = INCREMENTAL",
     "PRAGMA journal_mode = WAL",
     "PRAGMA foreign_keys = ON",
     "PRAGMA synchronous = NORMAL",

@@ -14,8 +14,10 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from camwatch.conventions import REVIEW_VERDICTS, WORKER_STATES, parse_window_kind
-from db.models import DriftResult, ModelVersion, Review, WorkerHeartbeat
+from camwatch.conventions import REVIEW_VERDICTS, WORKER_STATES, WRONG_LABEL, parse_window_kind
+from db.limits import column_length, fit
+from db.models import DriftResult, ModelVersion, Review
+from db.models_ops import WorkerHeartbeat
 from db.records import DriftResultRecord
 from db.session import dialect_insert, write_transaction
 from db.types import utcnow
@@ -100,11 +102,20 @@ def write_heartbeat(engine: Engine, *, worker_id: str, hostname: str, pid: int, 
             index_elements=["worker_id"], set_={name: stmt.excluded[name] for name in refreshed}))
 
 
-def add_review(session: Session, image_id: int, verdict: str, note: str | None, reviewer: str | None) -> int:
-    """Record a reviewer's verdict on an image; returns the review id."""
+def add_review(session: Session, image_id: int, verdict: str, note: str | None, reviewer: str | None, *,
+               label: str | None = None, label_index: int | None = None) -> int:
+    """Record a reviewer's verdict on an image; returns the review id. A 'wrong label' verdict needs the
+    right ``label`` (and ``label_index`` when it names a model class); other verdicts carry none."""
     if verdict not in REVIEW_VERDICTS:
         raise ValueError(f"image {image_id}: verdict must be one of {REVIEW_VERDICTS}, got {verdict!r}")
-    review = Review(image_id=image_id, verdict=verdict, note=note, reviewer=reviewer, created_at=utcnow())
+    if verdict == WRONG_LABEL and not (label or "").strip():
+        raise ValueError(f"image {image_id}: a '{WRONG_LABEL}' verdict needs the right label")
+    if verdict != WRONG_LABEL and (label is not None or label_index is not None):
+        raise ValueError(f"image {image_id}: only a '{WRONG_LABEL}' verdict carries a label")
+    review = Review(image_id=image_id, verdict=verdict, note=note,
+                    reviewer=None if reviewer is None else fit(reviewer, column_length(Review.__table__.c.reviewer)),
+                    created_at=utcnow(), label=fit(label.strip(), column_length(Review.__table__.c.label))
+                    if label else None, label_index=label_index)
     session.add(review)
     session.flush()
     return review.id

@@ -13,7 +13,7 @@ Pixels stay 8-bit (Pillow operations, each rounding to integers), in this order:
    the photo has one);
 4. lighting and camera jitter: every channel multiplied by ``gains_c * lighting_c`` (``lighting`` is the
    global change: darker with a warm cast; ``gains`` is brightness times a small colour balance);
-5. JPEG at ``quality`` (:func:`encode_jpeg`).
+5. JPEG at ``quality`` (:func:`encode_jpeg`), with the camera's EXIF ``Make`` and ``Model`` when it has them.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class FrameRecipe:
     lighting: Gains | None
     gains: Gains
     quality: int
+    camera: tuple[str, str] = ("", "")  # EXIF (Make, Model); empty strings: not written
 
 
 def _lut(gains: Gains) -> list[int]:
@@ -122,8 +123,13 @@ def _offset(box: CropBox, window: CropBox) -> CropBox:
     return (box[0] + window[0], box[1] + window[1], box[0] + window[2], box[1] + window[3])
 
 
-def encode_jpeg(frame: Image.Image, quality: int) -> bytes:
-    """Baseline JPEG bytes of an RGB image (deterministic for a given Pillow/libjpeg)."""
+def encode_jpeg(frame: Image.Image, quality: int, camera: tuple[str, str] = ("", "")) -> bytes:
+    """Baseline JPEG bytes of an RGB image (deterministic for a given Pillow/libjpeg), with EXIF ``Make``
+    (0x010F) and ``Model`` (0x0110) from ``camera`` when they are not empty."""
+    exif = Image.Exif()
+    for tag, value in zip((0x010F, 0x0110), camera, strict=True):
+        if value:
+            exif[tag] = value
     buffer = io.BytesIO()
-    frame.save(buffer, format="JPEG", quality=quality, optimize=False)
+    frame.save(buffer, format="JPEG", quality=quality, optimize=False, exif=exif.tobytes() if len(exif) else b"")
     return buffer.getvalue()

@@ -48,7 +48,7 @@ PART_SUFFIX = ".part"
 
 def frame_bytes(recipe: FrameRecipe) -> bytes:
     """Render one frame and encode it as JPEG."""
-    return encode_jpeg(render(recipe), recipe.quality)
+    return encode_jpeg(render(recipe), recipe.quality, recipe.camera)
 
 
 def _encoded(plans: Sequence[FramePlan], workers: int) -> Iterator[bytes]:

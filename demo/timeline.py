@@ -50,13 +50,16 @@ CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One camera: ``site``/``camera`` (camera names are unique across sites), frame size, share of images."""
+    """One camera: ``site``/``camera`` (camera names are unique across sites), frame size, share of images,
+    and the EXIF ``Make``/``Model`` its JPEGs carry (empty: none)."""
 
     site: str
     camera: str
     width: int
     height: int
     share: float = 1.0
+    make: str = ""
+    model: str = ""
 
     @property
     def camera_id(self) -> str:
@@ -64,10 +67,10 @@ class CameraSpec:
 
 
 DEFAULT_CAMERAS: tuple[CameraSpec, ...] = (
-    CameraSpec("site-north", "cam-1", 640, 480),
-    CameraSpec("site-north", "cam-2", 640, 480),
-    CameraSpec("site-south", "cam-3", 800, 600),
-    CameraSpec("site-south", "cam-4", 640, 480),
+    CameraSpec("site-north", "cam-1", 640, 480, make="AXIS", model="M3106-L Mk II"),
+    CameraSpec("site-north", "cam-2", 640, 480, make="AXIS", model="M3106-L Mk II"),
+    CameraSpec("site-south", "cam-3", 800, 600, make="Hikvision", model="DS-2CD2143G2-I"),
+    CameraSpec("site-south", "cam-4", 640, 480, make="AXIS", model="M3106-L Mk II"),
 )
 
 
@@ -253,6 +256,7 @@ def plan_stream(config: StreamConfig) -> list[FramePlan]:
             lighting=LIGHTING if global_change else None,
             gains=_gains(brightness * balance),
             quality=int(rng.integers(82, 93)),
+            camera=(spec.make, spec.model),
         )
         plans.append(FramePlan(index, when, spec, recipe, planted, global_change))
     return plans

@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
+from camwatch.imaging.properties import camera_model_name
 from camwatch.regions import Box, ObjectRegion
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class ImageDecodeError(Exception):
 class DecodedImage:
     """A decoded, oriented RGB image. ``image`` may be smaller than ``width`` x ``height`` (JPEG draft
     decoding); ``width``/``height`` are the full-resolution oriented size, ``raw_*`` the stored size,
-    ``orientation`` the EXIF tag (1..8), ``frames`` the file's frame count (``image`` is the first)."""
+    ``orientation`` the EXIF tag (1..8), ``frames`` the file's frame count (``image`` is the first),
+    ``camera_model`` the EXIF ``Make``/``Model`` (:func:`camwatch.imaging.properties.camera_model_name`)."""
 
     image: Image.Image
     width: int
@@ -90,6 +92,7 @@ class DecodedImage:
     captured_at: datetime | None
     frames: int
     warnings: tuple[str, ...] = ()
+    camera_model: str | None = None
 
 
 def load_image(path: Path, *, data: bytes | None = None, draft_size: int | None = 224,
@@ -114,14 +117,14 @@ def load_image(path: Path, *, data: bytes | None = None, draft_size: int | None 
         if draft_size is not None and fmt in ("JPEG", "MPO"):
             img.draft("RGB", (draft_size, draft_size))  # before anything that calls load()
         img.load()
-        orientation, captured_at, notes = _read_exif(img)  # after load(): PNG keeps eXIf after the pixels
+        orientation, captured_at, camera_model, notes = _read_exif(img)  # after load(): PNG keeps eXIf late
         rgb = _to_rgb(img, background, path)
     swap = _ORIENTATION_STEPS[orientation][0]
     return DecodedImage(
         image=_orient_image(rgb, orientation),
         width=raw_height if swap else raw_width, height=raw_width if swap else raw_height,
         raw_width=raw_width, raw_height=raw_height, format=fmt, orientation=orientation,
-        captured_at=captured_at, frames=frames, warnings=notes,
+        captured_at=captured_at, frames=frames, warnings=notes, camera_model=camera_model,
     )
 
 
@@ -269,9 +272,9 @@ def _sniff(header: bytes) -> str:
     return "text" if all(c.isprintable() or c in "\t\r\n" for c in text) else "unknown"
 
 
-def _read_exif(img: Image.Image) -> tuple[int, datetime | None, tuple[str, ...]]:
-    """EXIF orientation (1 when absent or invalid), DateTimeOriginal as UTC, and warnings about what was
-    ignored (damaged EXIF, an invalid orientation, a time that cannot be read).
+def _read_exif(img: Image.Image) -> tuple[int, datetime | None, str | None, tuple[str, ...]]:
+    """EXIF orientation (1 when absent or invalid), DateTimeOriginal as UTC, the camera model, and warnings
+    about what was ignored (damaged EXIF, an invalid orientation, a time that cannot be read).
 
     DateTimeOriginal has no zone; OffsetTimeOriginal is applied when present, otherwise the time is
     taken as UTC. A damaged EXIF block is ignored with a warning: it must not reject the pixels.
@@ -281,8 +284,9 @@ def _read_exif(img: Image.Image) -> tuple[int, datetime | None, tuple[str, ...]]
         orientation = exif.get(ExifTags.Base.Orientation, 1)
         sub = exif.get_ifd(ExifTags.IFD.Exif)
         stamp, offset = sub.get(ExifTags.Base.DateTimeOriginal), sub.get(ExifTags.Base.OffsetTimeOriginal)
+        camera = camera_model_name(exif.get(ExifTags.Base.Make), exif.get(ExifTags.Base.Model))
     except _DECODE_ERRORS as exc:
-        return 1, None, (f"unreadable EXIF data ignored ({type(exc).__name__})",)
+        return 1, None, None, (f"unreadable EXIF data ignored ({type(exc).__name__})",)
     notes: list[str] = []
     if orientation not in _ORIENTATION_STEPS:
         notes.append("invalid EXIF orientation ignored (using 1)")
@@ -290,7 +294,7 @@ def _read_exif(img: Image.Image) -> tuple[int, datetime | None, tuple[str, ...]]
     moment, note = parse_exif_time(stamp, offset)
     if note:
         notes.append(note)
-    return int(orientation), moment, tuple(notes)
+    return int(orientation), moment, camera, tuple(notes)
 
 
 def parse_exif_time(stamp: object, offset: object) -> tuple[datetime | None, str | None]:

@@ -48,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 Kind = Literal["numeric", "categorical", "heatmap"]
 Direction = Literal["<", ">", ">="]
+#: What a score is, for drawing it so that up is worse (:meth:`DriftTest.strength`).
+Scale = Literal["p_value", "distance", "similarity"]
+#: Smallest p-value drawn: ``-log10`` of anything smaller (or of 0) is drawn as 300.
+P_FLOOR = 1e-300
 
 DEFAULT_MIN_SAMPLES = 30
 KS_MAX_REFERENCE = 1000
@@ -221,13 +225,30 @@ def _prepare(kind: Kind, reference: Any, current: Any) -> tuple[Any, Any, int, i
 
 @dataclass(frozen=True)
 class DriftTest:
-    """A registered test: ``drifted = score <drift_if> threshold``."""
+    """A registered test: ``drifted = score <drift_if> threshold``; ``scale`` says how to draw its score
+    so that up is worse (:meth:`strength`)."""
 
     key: str
     kind: Kind
     threshold: float
     drift_if: Direction
     score_fn: Callable[[Any, Any], tuple[float, str]]
+    scale: Scale = "distance"
+
+    def strength(self, score: float) -> float:
+        """The score on an "up is worse" axis: ``-log10 p`` for p-values (floored at :data:`P_FLOOR`),
+        ``1 - r`` for similarities, the distance itself otherwise. Applied to the threshold too, the
+        drift decision becomes ``strength(score) > strength(threshold)`` (``>=`` for ``>=`` tests)."""
+        if self.scale == "p_value":
+            return -math.log10(max(float(score), P_FLOOR))
+        if self.scale == "similarity":
+            return 1.0 - float(score)
+        return float(score)
+
+    @property
+    def strength_label(self) -> str:
+        """Axis title of :meth:`strength`."""
+        return {"p_value": "-log10 p", "similarity": "1 - r", "distance": "distance"}[self.scale]
 
     @property
     def formula(self) -> str:
@@ -275,12 +296,13 @@ class DriftTest:
 DRIFT_TESTS: dict[str, DriftTest] = {
     t.key: t
     for t in (
-        DriftTest("ks", "numeric", 0.05, "<", _ks),
+        DriftTest("ks", "numeric", 0.05, "<", _ks, "p_value"),
         DriftTest("wasserstein", "numeric", 0.1, ">", _wasserstein),
         DriftTest("psi", "numeric", 0.25, ">=", _psi),
         DriftTest("jensen_shannon", "categorical", 0.1, ">", _jensen_shannon),
-        DriftTest("chi2", "categorical", 0.05, "<", _chi2),
-        DriftTest("heatmap_correlation", "heatmap", DEFAULT_HEATMAP_CORRELATION, "<", _heatmap_correlation),
+        DriftTest("chi2", "categorical", 0.05, "<", _chi2, "p_value"),
+        DriftTest("heatmap_correlation", "heatmap", DEFAULT_HEATMAP_CORRELATION, "<", _heatmap_correlation,
+                  "similarity"),
     )
 }
 

@@ -74,12 +74,15 @@ class FlagInput:
 
 @dataclass(frozen=True)
 class FlagRule:
-    """A registered rule: ``flagged_when`` says whether values *above* or *below* the threshold flag."""
+    """A registered rule: ``flagged_when`` says whether values *above* or *below* the threshold flag;
+    ``setting`` names the :class:`FlagConfig` field holding its threshold (None: fixed, not tunable), which
+    reviews can suggest a new value for (:mod:`camwatch.monitoring.review`)."""
 
     key: str
     description: str
     flagged_when: Literal["above", "below"]
     evaluate: Callable[[FlagInput, FlagConfig], FlagOutcome | None]
+    setting: str | None = None
 
 
 def _finite(value: float | None) -> float | None:
@@ -183,12 +186,15 @@ def _atypical_attention(inp: FlagInput, cfg: FlagConfig) -> FlagOutcome | None:
 FLAG_RULES: dict[str, FlagRule] = {
     rule.key: rule
     for rule in (
-        FlagRule("energy_outside", "most CAM energy lies outside the object region", "above", _energy_outside),
+        FlagRule("energy_outside", "most CAM energy lies outside the object region", "above", _energy_outside,
+                 "energy_outside_max"),
         FlagRule("pointing_miss", "the CAM's peak misses the object (pointing game)", "below", _pointing_miss),
-        FlagRule("border_energy", "the CAM concentrates on the image border", "above", _border_energy),
+        FlagRule("border_energy", "the CAM concentrates on the image border", "above", _border_energy,
+                 "border_energy_max"),
         FlagRule("atypical_attention", "the CAM is unlike the predicted class's reference", "above",
-                 _atypical_attention),
-        FlagRule("low_confidence", "the top-1 probability is low", "below", _low_confidence),
+                 _atypical_attention, "atypical_k"),
+        FlagRule("low_confidence", "the top-1 probability is low", "below", _low_confidence,
+                 "low_confidence_min"),
     )
 }
 #: Rules whose value flags when it lies *below* the threshold (severity and sorting depend on it).

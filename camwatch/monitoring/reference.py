@@ -20,6 +20,10 @@ Conventions
   subsample without replacement of at most ``max_values`` values, kept in row order; it is drawn from a
   generator seeded by ``(seed, crc32(statistic), class_index + 1)``, so it is deterministic and adding a
   statistic does not change the samples of the others.
+* Categorical image properties (:data:`~camwatch.statistics.registry.CATEGORIES`, the camera model) are
+  kept as the count of each value over all reference images (``categories``), a missing value counted as
+  :data:`~camwatch.statistics.registry.UNKNOWN_CATEGORY`; drift tests compare the window's mix with it,
+  like the predicted-class mix.
 * Heatmaps are averaged as distributions: each map ``h`` becomes ``p = h / Σh`` before averaging, so the mean
   map sums to 1 and every image weighs the same whatever its raw magnitude. All-zero maps (Grad-CAM can be
   ``ReLU`` of a negative sum) have no distribution: they are skipped and counted in ``n_zero``.
@@ -45,7 +49,7 @@ import numpy as np
 from camwatch.conventions import ALL_CLASSES
 from camwatch.heads import mix_labels
 from camwatch.monitoring.heatmaps import MeanHeatmap, loo_correlations, normalised_stack
-from camwatch.statistics.registry import ENGINE_KEYS
+from camwatch.statistics.registry import ENGINE_KEYS, UNKNOWN_CATEGORY
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +71,11 @@ class StatRow:
     target_logit: float | None = None
     heatmap: np.ndarray | None = field(default=None, compare=False)
     labels: tuple[int, ...] | None = None  # a multi-label head's positive labels (class mix)
+    category_values: Mapping[str, str | None] = field(default_factory=dict)  # categorical properties
+
+    def category(self, name: str) -> str:
+        """The row's value of categorical property ``name``; :data:`UNKNOWN_CATEGORY` when missing."""
+        return self.category_values.get(name) or UNKNOWN_CATEGORY
 
     def values(self) -> dict[str, float | None]:
         """Heatmap statistics and engine values in one mapping (a clash of names is an error)."""
@@ -110,6 +119,7 @@ class ReferenceSummary:
     max_values: int = 5000
     seed: int = 0
     label_counts: dict[int, int] | None = None  # multi-label class mix (positive labels), else None
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)  # property -> value -> images
 
     @property
     def n(self) -> int:
@@ -128,6 +138,12 @@ class ReferenceSummary:
     def stat(self, statistic: str, class_index: int = ALL_CLASSES) -> StatSummary | None:
         """The summary of ``statistic`` for ``class_index``, or ``None`` when the reference has none."""
         return self.stats.get((statistic, class_index))
+
+    def category_labels(self, name: str) -> np.ndarray:
+        """The mix of categorical property ``name`` as a label array (counts expanded, values sorted)."""
+        counts = self.categories.get(name, {})
+        values = sorted(counts)
+        return np.repeat(np.asarray(values, dtype=object), [counts[v] for v in values])
 
     def class_labels(self) -> np.ndarray:
         """The class mix as a label array (``class_counts``, or ``label_counts`` for multi-label references,
@@ -148,6 +164,7 @@ class ReferenceSummary:
             "class_counts": {str(c): n for c, n in sorted(self.class_counts.items())},
             **({} if self.label_counts is None else
                {"label_counts": {str(c): n for c, n in sorted(self.label_counts.items())}}),
+            "categories": {name: dict(sorted(counts.items())) for name, counts in sorted(self.categories.items())},
             "stats": [
                 {
                     "statistic": s.statistic,
@@ -211,6 +228,8 @@ class ReferenceSummary:
             seed=int(data.get("seed", 0)),
             label_counts=None if data.get("label_counts") is None else
             {int(c): int(n) for c, n in data["label_counts"].items()},
+            categories={str(name): {str(v): int(n) for v, n in counts.items()}
+                        for name, counts in data.get("categories", {}).items()},
         )
 
 
@@ -294,7 +313,11 @@ def build_reference(rows: Sequence[StatRow], *, max_values: int = 5000, seed: in
         mix = np.asarray([c for row in rows for c in mix_labels(row.class_index, row.labels)], dtype=np.int64)
         values, n = np.unique(mix, return_counts=True)
         label_counts = {int(c): int(k) for c, k in zip(values.tolist(), n.tolist(), strict=True)}
+    categories: dict[str, dict[str, int]] = {}
+    for name in sorted({k for row in rows for k in row.category_values}):
+        values, n = np.unique(np.asarray([row.category(name) for row in rows], dtype=object), return_counts=True)
+        categories[name] = {str(v): int(c) for v, c in zip(values, n, strict=True)}
     return ReferenceSummary(
         class_counts=counts, stats=stats, heatmaps=heatmaps, max_values=max_values, seed=seed,
-        label_counts=label_counts,
+        label_counts=label_counts, categories=categories,
     )

@@ -24,6 +24,7 @@ from camwatch.heads import mix_labels
 from camwatch.monitoring.drift import DEFAULT_MIN_SAMPLES, DriftOutcome, Kind, default_test_for, get_test
 from camwatch.monitoring.heatmaps import MeanHeatmap, normalised_stack, row_correlations
 from camwatch.monitoring.reference import ATTENTION_CORRELATION, ReferenceSummary, StatRow, value_matrix
+from camwatch.statistics.registry import CATEGORIES
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,10 @@ def compute_window_drift(
     ``tests[statistic]`` or :func:`~camwatch.monitoring.drift.default_test_for`, and ``heatmap_correlation`` of the window's
     mean map with the reference's. For all images only: the predicted-class mix (``tests["predicted_class"]``,
     default ``jensen_shannon``; the positive labels of multi-label rows, see
-    :func:`~camwatch.heads.mix_labels`). ``thresholds`` maps test keys to thresholds that replace the defaults.
+    :func:`~camwatch.heads.mix_labels`) and the mix of each categorical property the reference keeps
+    (``reference.categories``, e.g. ``camera_model``; ``tests[name]``, default the property's own test and
+    threshold in :data:`~camwatch.statistics.registry.CATEGORIES`). ``thresholds`` maps test keys to
+    thresholds that replace the defaults.
     Classes with too few images are left out; the overall records are always returned (possibly "not
     enough data"). ``n_reference`` of a statistic's record is the size of the reference *sample* the test
     used (at most the reference's ``max_values``), and the default test is chosen from the full ``n``.
@@ -170,7 +174,7 @@ def compute_window_drift(
         raise ValueError(f"statistics {missing} are not in the reference; it has {reference.statistics}")
     tests = {} if tests is None else dict(tests)
     thresholds = {} if thresholds is None else dict(thresholds)
-    targets = {*names, PREDICTED_CLASS, HEATMAP_CORRELATION}
+    targets = {*names, PREDICTED_CLASS, HEATMAP_CORRELATION, *reference.categories}
     if unknown := sorted(set(tests) - targets):
         raise ValueError(
             f"tests given for {unknown}, which are not tested here; expected some of {sorted(targets)}"
@@ -222,6 +226,15 @@ def compute_window_drift(
         reference.class_labels(), mix, thresholds.get(key), min_samples=min_samples
     )
     records.append(DriftRecord.from_outcome(PREDICTED_CLASS, ALL_CLASSES, outcome))
+    for name in sorted(reference.categories):
+        expected = reference.category_labels(name)
+        definition = CATEGORIES.get(name)
+        key = _check_kind(tests.get(name) or (definition.test if definition else
+                                              default_test_for("categorical", expected.size)), "categorical", name)
+        threshold = definition.threshold if definition is not None and key == definition.test else thresholds.get(key)
+        current = np.asarray([row.category(name) for row in window_rows], dtype=object)
+        outcome = get_test(key).run(expected, current, threshold, min_samples=min_samples)
+        records.append(DriftRecord.from_outcome(name, ALL_CLASSES, outcome))
     n_drifted = sum(r.drifted for r in records)
     logger.debug(
         "window of %d images: %d drift records, %d drifted", len(window_rows), len(records), n_drifted

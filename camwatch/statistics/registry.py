@@ -2,8 +2,11 @@
 
 The dashboard reads :data:`STATISTICS` for hover definitions; ``docs/metrics.md`` documents the same
 definitions in full. ``source`` is ``"heatmap"`` for the values computed by :mod:`camwatch.statistics.heatmap` from the
-heatmap (:data:`HEATMAP_KEYS`, the exact keys of ``HeatmapStats.values``) and ``"engine"`` for the raw
-values the CAM engine records itself (:data:`ENGINE_KEYS`).
+heatmap (:data:`HEATMAP_KEYS`, the exact keys of ``HeatmapStats.values``), ``"engine"`` for the raw
+values the CAM engine records itself (:data:`ENGINE_KEYS`) and ``"image"`` for the properties of the
+picture itself (:data:`IMAGE_KEYS`: :mod:`camwatch.imaging.properties`, and the stored size), which are
+columns of ``images``. :data:`CATEGORIES` are the categorical image properties (the EXIF camera model):
+stored as text, drift-tested as a mix of labels like the predicted classes.
 
 Notation: ``h`` = heatmap on the working grid (``N`` cells), ``p = h / sum(h)``, ``(x, y)`` = cell centre
 in ``[0, 1]`` of the original image, ``W x H`` = original size in pixels, ``c`` = object coverage.
@@ -14,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["heatmap", "engine"]
+Source = Literal["heatmap", "engine", "image"]
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,62 @@ _DEFINITIONS: tuple[StatisticDef, ...] = (
                  "Logit of the class the heatmap explains (the predicted class).", source="engine"),
     StatisticDef("confidence", "Confidence", "probability", "softmax(z)_c of the predicted class c", "(0, 1]",
                  "Softmax probability of the predicted class.", source="engine"),
+    StatisticDef("brightness", "Brightness", "grey level", "mean of Y = 0.299 R + 0.587 G + 0.114 B",
+                 "[0, 255]", "Mean luma of the image (analysis image: longest side reduced to 256 px by area "
+                 "averaging). A darker scene or a changed exposure moves it.", source="image"),
+    StatisticDef("contrast", "Contrast", "grey level", "population std of Y (RMS contrast)", "[0, 127.5]",
+                 "Spread of the luma around its mean: fog, glare or a flat exposure lower it.", source="image"),
+    StatisticDef("sharpness", "Sharpness", "grey level^2",
+                 "variance of the 4-neighbour Laplacian of Y over interior pixels", ">= 0",
+                 "Blur (focus, dirt on the lens, motion) lowers it; sensor noise raises it. Measured at the "
+                 "256 px analysis scale, so cameras of different resolutions compare.", source="image"),
+    StatisticDef("colourfulness", "Colourfulness", "grey level",
+                 "sqrt(var rg + var yb) + 0.3 sqrt(mean rg^2 + mean yb^2), rg = R - G, yb = (R + G)/2 - B",
+                 ">= 0", "Hasler & Suesstrunk (2003): 0 for a grey image; a colour cast or a switch to "
+                 "infrared (night mode) moves it.", source="image"),
+    StatisticDef("width", "Width", "pixels", "width after EXIF orientation", ">= 1",
+                 "Image width in pixels (with the height: the resolution a camera delivers).", source="image"),
+    StatisticDef("height", "Height", "pixels", "height after EXIF orientation", ">= 1",
+                 "Image height in pixels.", source="image"),
 )
 
 STATISTICS: dict[str, StatisticDef] = {d.key: d for d in _DEFINITIONS}
 HEATMAP_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.source == "heatmap")
 ENGINE_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.source == "engine")
+IMAGE_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.source == "image")
+#: Image properties stored in float columns of ``images`` named after them (width and height are the
+#: table's own integer columns, written since the first revision).
+IMAGE_PROPERTY_COLUMNS: tuple[str, ...] = tuple(k for k in IMAGE_KEYS if k not in ("width", "height"))
 REGION_KEYS: tuple[str, ...] = tuple(d.key for d in _DEFINITIONS if d.needs_region)
 #: The CAM box's corners (x0, y0, x1, y1), normalised to the image.
 CAM_BOX_KEYS: tuple[str, ...] = ("cam_box_x0", "cam_box_y0", "cam_box_x1", "cam_box_y1")
+
+
+@dataclass(frozen=True)
+class CategoryDef:
+    """A categorical image property: stored as text in ``images.<key>`` (NULL when unknown), drift-tested
+    as the mix of its values (a missing value is its own category, :data:`UNKNOWN_CATEGORY`) with ``test``
+    and ``threshold``."""
+
+    key: str
+    label: str
+    definition: str
+    description: str
+    max_length: int
+    test: str = "jensen_shannon"
+    threshold: float = 0.2
+
+
+#: Label of images whose categorical property is unknown (no EXIF, or the tags are empty).
+UNKNOWN_CATEGORY = "(none)"
+
+CATEGORIES: dict[str, CategoryDef] = {d.key: d for d in (
+    CategoryDef("camera_model", "Camera model",
+                "EXIF Make and Model (0th IFD, tags 0x010F and 0x0110) joined, printable characters only",
+                "The camera that took the image: a replaced camera or a firmware that stops writing EXIF shows "
+                "as a change of this mix.", 100,
+                # Jensen-Shannon distance > 0.2: a model that replaces another on 5 % of the images or more
+                # crosses it (1 camera in 4 replaced: 0.5); chance shifts of the mix between cameras stay under
+                # it from about 100 images a window (the demo stream's day windows: at most 0.104).
+                "jensen_shannon", 0.2),
+)}

@@ -1,4 +1,6 @@
-"""Drift: one statistic against its reference over time, drift scores per window, the class mix, and the
+"""Drift: every tested quantity per window at a glance (attention, model outputs and the images themselves,
+so a root cause shows beside the drift), one statistic against its reference over time with its drift
+strength per window, the image properties and camera models of the same images, the class mix, and the
 mean heatmaps of the latest window next to the reference's."""
 
 from __future__ import annotations
@@ -9,10 +11,16 @@ import streamlit as st
 
 from camwatch.conventions import ALL_CLASSES, ALL_IMAGES, parse_window_kind, slice_label
 from camwatch.monitoring.heatmaps import correlation_on_grid
-from camwatch.statistics.registry import STATISTICS
-from dashboard import figures
+from camwatch.statistics.registry import (
+    CATEGORIES,
+    ENGINE_KEYS,
+    IMAGE_KEYS,
+    IMAGE_PROPERTY_COLUMNS,
+    STATISTICS,
+)
+from dashboard import figures, figures_qa
 from dashboard.analysis import window_mean_heatmaps
-from dashboard.literal import md
+from dashboard.literal import md, plot_text
 from dashboard.state import config, query
 from dashboard.widgets import (
     bucket_unit,
@@ -25,6 +33,7 @@ from dashboard.widgets import (
     slice_picker,
     time_filter,
     with_filters,
+    x_range,
 )
 from db.queries import (
     STATISTIC_NAMES,
@@ -39,6 +48,7 @@ from db.queries import (
     reference_heatmaps,
     stat_time_series,
 )
+from db.queries_qa import category_series, drift_matrix
 
 st.title("Drift")
 settings = config().settings
@@ -67,51 +77,87 @@ if statistic in STATISTICS:
 
 class_names = names()
 f = with_filters(time_filter(), class_index=class_index, tag=tag)
+axis = x_range(f)
 cls = ALL_CLASSES if class_index is None else class_index
 rate = series_rate(f)
-if statistic in STATISTIC_NAMES:
-    series = query(stat_time_series, [statistic], bucket_unit(f), f, rate)
-    limits, mean = None, None
-    if reference is not None:
-        bands = query(reference_bands, reference.id, cls)
-        row = bands[bands["statistic"] == statistic]
-        if len(row):
-            mean = float(row["mean"].iloc[0]) if row["mean"].iloc[0] is not None else None
-            limits = figures.band(mean, row["std"].iloc[0])
-    label = figures.statistic_label(statistic)
-    st.plotly_chart(figures.statistic_series(series, statistic, label, limits, mean), key="drift_series")
-    if rate < 1000:
-        st.caption(sample_note(rate))
-else:
-    label = figures.statistic_label(statistic)
-    st.caption(f"{label} (`{statistic}`) is tested per window, not stored per image: see its drift score below.")
+references: dict[str, figures.Reference] = {}
+if reference is not None:
+    bands = query(reference_bands, reference.id, cls)
+    references = {r.statistic: figures.reference_of(r.mean, r.std) for r in bands.itertuples()}
+# The worker may test slices (tag values) on their own; otherwise the slice's drift is the overall one.
+wanted = ALL_IMAGES if tag[0] is None or tag[1] is None or "=" in tag[0] else slice_label(tag[0], tag[1])
+tested_slice = ALL_IMAGES
+if reference is not None and kinds:
+    tested_slice = wanted if wanted in query(drift_slices, reference.id, window_kind) else ALL_IMAGES
+scope = (f"slice {tested_slice}" if tested_slice else "every image"  # plain text: shown through md / plot_text
+         + (f" (the worker tests no slice {wanted})" if wanted else ""))
+label = figures.statistic_label(statistic)
 
+st.subheader("Drift at a glance")
 if reference is None or not kinds:
     st.info("No drift results yet: the worker computes them per window once a reference is built.")
 else:
-    # The worker may test slices (tag values) on their own; otherwise the slice's drift is the overall one.
-    wanted = ALL_IMAGES if tag[0] is None or tag[1] is None or "=" in tag[0] else slice_label(tag[0], tag[1])
-    tested_slice = wanted if wanted in query(drift_slices, reference.id, window_kind) else ALL_IMAGES
-    history = query(drift_history, reference.id, window_kind, statistic, cls, f.start, tested_slice)
-    if len(history):
-        n_drifted = int(history["drifted"].sum())
-        st.plotly_chart(figures.drift_scores(history, label), key="drift_scores")
-        scope = (f"the images of slice {md(tested_slice)}" if tested_slice else
-                 "every image of the class" + (f" (the worker tests no slice {md(wanted)}: the slice filter "
-                                               "applies to the values and heatmaps only)" if wanted else ""))
-        st.caption(f"{n_drifted} of {len(history)} windows drifted (red). Drift tests cover {scope}.")
-    else:
-        st.info(f"No {md(window_kind)} drift results for this statistic and class in the selected range.")
+    matrix = query(drift_matrix, reference.id, window_kind, cls, tested_slice, f.start, f.end)
+    present = set(matrix["statistic"])
+    grouped = {
+        "attention": [*[k for k in STATISTICS if STATISTICS[k].source == "heatmap"], "attention_correlation",
+                      "heatmap_correlation"],
+        "model output": [*ENGINE_KEYS, "predicted_class"],
+        "the images": [*IMAGE_KEYS, *CATEGORIES]}
+    order = [s for names in grouped.values() for s in names if s in present]
+    groups = {s: group for group, names in grouped.items() for s in names}
+    if order:
+        st.plotly_chart(figures_qa.drift_matrix(matrix, order, {s: figures.statistic_label(s) for s in order},
+                                                plot_text(f"Drift per {window_kind} window: {scope}"), groups),
+                        key="drift_matrix")
+        st.caption("One cell per window and tested quantity: attention first, then the model's outputs, then the "
+                   "images themselves (brightness... camera model). Colour = the test's drift strength over its "
+                   "threshold's (1 = the threshold, whatever the test); ● drifted; grey: too few images. A row of "
+                   "the images turning red on the day attention does is the first root cause to check.")
+
+if statistic in STATISTIC_NAMES:
+    series = query(stat_time_series, [statistic], bucket_unit(f), f, rate)
+    st.plotly_chart(figures.statistic_series(series, statistic, label, references.get(statistic), axis),
+                    key="drift_series")
+    st.caption(f"Shaded: {figures.BAND_LABEL} (reference mean ± 1.96 σ/√n); means outside it in red."
+               + sample_note(rate))
+else:
+    st.caption(f"{label} (`{statistic}`) is tested per window, not stored per image: see its drift score below.")
+
+history = query(drift_history, reference.id, window_kind, statistic, cls, f.start, tested_slice) \
+    if reference is not None and kinds else None
+if history is not None and len(history):
+    n_drifted = int(history["drifted"].sum())
+    st.plotly_chart(figures.drift_scores(history, label, axis), key="drift_scores")
+    st.caption(f"{n_drifted} of {len(history)} windows drifted (red). Drift tests cover {md(scope)}"
+               + ("" if tested_slice or not wanted else "; the slice filter applies to the values and heatmaps only")
+               + ".")
+elif history is not None:
+    st.info(f"No `{window_kind}` drift results for this statistic and class in the selected range.")
+
+st.subheader("The images themselves")
+st.caption("Brightness, contrast, sharpness and colourfulness of the same images (slice and class filters "
+           "apply), and the cameras that took them (EXIF): what changed in front of the model.")
+properties = list(IMAGE_PROPERTY_COLUMNS)
+property_series = query(stat_time_series, properties, bucket_unit(f), f, rate)
+if len(property_series):
+    st.plotly_chart(figures.statistic_grid(property_series, properties,
+                                           {p: figures.statistic_label(p) for p in properties}, references,
+                                           {}, axis, columns=4), key="drift_properties")
+    models = query(category_series, "camera_model", bucket_unit(f), f, rate)
+    if len(models):
+        st.plotly_chart(figures_qa.category_mix(models, "camera_model", "Camera models over time (EXIF)", axis,
+                                                bucket_unit(f)), key="drift_camera_models")
 
 mix = query(class_mix, bucket_unit(f), with_filters(f, class_index=None, tag=tag), rate)
 if len(mix):
-    st.plotly_chart(figures.class_mix(mix, class_names), key="drift_mix")
+    st.plotly_chart(figures.class_mix(mix, class_names, axis, bucket_unit(f)), key="drift_mix")
 
 st.subheader("Mean heatmaps: reference vs latest window")
 if reference is None:
     st.stop()
 ref_maps = query(reference_heatmaps, reference.id)
-latest = history.iloc[-1] if kinds and len(history) else None
+latest = history.iloc[-1] if history is not None and len(history) else None
 if latest is None:
     st.info("No window to compare yet.")
     st.stop()

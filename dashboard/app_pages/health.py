@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import figures
 from dashboard.state import query
 from dashboard.widgets import empty_notice, format_age
+from db.prune import last_run
 from db.queries import capture_range, status_counts, workers
 from db.queries_slices import database_size, error_reasons, oldest_pending, recent_errors
 from db.queue_status import backlog_summary, queue_backlog
@@ -26,6 +27,12 @@ c2.metric("Processing", f"{counts['processing']:,}")
 c3.metric("Oldest waiting", format_age(pending_since) if pending_since else "none",
           help="first seen time of the oldest pending or processing image")
 c4.metric("Database size", "–" if size is None else f"{size / 2**20:,.1f} MiB")
+retention = query(last_run)
+if retention is not None:
+    started, finished, detail = retention
+    st.caption(f"Retention (`camwatch prune`): last run {format_age(finished or started)}"
+               + (f", {detail.get('images', 0):,} images pruned (captured before {detail.get('cutoff', '?')[:10]})"
+                  if finished else ", still running") + ".")
 if query(capture_range) is None:
     empty_notice()
 

@@ -1,8 +1,9 @@
-"""Image: one image's pictures, predictions, statistics, flags, warnings, reviews, its audit trail, and
-actions on it (each recorded with who made it).
+"""Image: one image's pictures, predictions, statistics, image properties, flags, warnings, reviews, its audit
+trail, and actions on it (each recorded with who made it).
 
 The image is chosen with the query parameter ``?image=<id>`` (links from the gallery; validated) or the id
-box. Every text that comes from a file or the database is shown literally (:mod:`dashboard.literal`)."""
+box; without either, the page opens on the newest flagged image of the selected time range. Every text that
+comes from a file or the database is shown literally (:mod:`dashboard.literal`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from camwatch.conventions import AUDIT_ACTIONS, VERDICTS
+from camwatch.conventions import AUDIT_ACTIONS, VERDICTS, WRONG_LABEL
 from camwatch.monitoring.flags import FLAG_RULES
-from camwatch.statistics.registry import STATISTICS
+from camwatch.statistics.registry import IMAGE_KEYS, STATISTICS
 from dashboard.auth import actor, user_name
 from dashboard.figures import class_label, number
 from dashboard.images import detail_pictures, stored_heatmap_pictures
@@ -21,10 +22,11 @@ from dashboard.literal import md
 from dashboard.live import live_section
 from dashboard.params import MAX_ID, id_param
 from dashboard.state import clear_cache, config, engine, query
-from dashboard.widgets import require_data
-from db.audit import add_to_reference, audit_trail, review_image
+from dashboard.widgets import require_data, time_filter
+from db.audit import add_to_reference, audit_trail
 from db.queries import current_reference
 from db.queries_images import image_detail, statistics_of
+from db.reviews import newest_flagged_image, record_verdict
 
 st.title("Image")
 require_data()
@@ -32,11 +34,18 @@ cfg = config()
 
 requested = st.query_params.get("image", "")
 initial = id_param("image")
+opened_newest = False
+if initial is None and "image_id" not in st.session_state:
+    initial = query(newest_flagged_image, time_filter())
+    opened_newest = initial is not None
 image_id = st.number_input("Image id", min_value=1, max_value=MAX_ID, value=initial, step=1, key="image_id",
                            placeholder="an id from the Flagged gallery")
 if image_id is None:
-    st.info("Pick an image in the **Flagged** gallery, or type its id.")
+    st.info("No flagged image in the selected time range: pick one in the **Flagged** gallery, or type an id.")
     st.stop()
+if opened_newest:
+    st.caption("The newest flagged image of the selected time range; type another id, or open one from the "
+               "**Flagged** gallery or the **Review** queue.")
 image_id = int(image_id)
 if str(image_id) != requested:
     st.query_params["image"] = str(image_id)
@@ -120,21 +129,38 @@ for i, (name, value) in enumerate(values.items()):
     d = STATISTICS.get(name)
     metric_columns[i % 6].metric(d.label if d else name, "–" if value is None else f"{value:.4g}",
                                  help=f"`{d.formula}` ({d.unit}, range {d.value_range}). {d.description}" if d else None)
+st.markdown("**The image itself**")
+property_columns = st.columns(6)
+for i, name in enumerate(IMAGE_KEYS):
+    d = STATISTICS[name]
+    value = image.get(name)
+    property_columns[i % 6].metric(d.label, "–" if value is None else f"{value:.4g}",
+                                   help=f"`{d.formula}` ({d.unit}, range {d.value_range}). {d.description}")
+st.caption(f"Camera model (EXIF): **{md(image.get('camera_model') or '(none)')}**")
 
 live_section(detail, cfg)
 
 st.subheader("Review")
+known_classes = detail.class_names
 with st.form("review", clear_on_submit=True):
     verdict = st.radio("Verdict", list(VERDICTS), format_func=lambda v: VERDICTS[v].label, horizontal=True)
     note = st.text_area("Note", placeholder="what is wrong with the attention, or why it is fine")
+    right_label = st.selectbox("Right label (for Wrong label)", list(range(len(known_classes))), index=None,
+                               format_func=lambda i: class_label(known_classes, i),
+                               placeholder="the image's real class")
     reviewer = st.text_input("Reviewer", value=user_name(cfg.settings))
     if st.form_submit_button("Save review", type="primary"):
-        who, client = actor(cfg.settings)
-        review_id = review_image(engine(), image_id, verdict, note.strip() or None, reviewer.strip() or None,
-                                 actor=who, client=client)
-        clear_cache()
-        st.success(f"Review {review_id} saved.")
-        detail = query(image_detail, image_id)
+        if verdict == WRONG_LABEL and right_label is None:
+            st.error("A wrong-label verdict needs the right label.")
+        else:
+            label = known_classes[right_label] if verdict == WRONG_LABEL and right_label is not None else None
+            who, client = actor(cfg.settings)
+            review_id = record_verdict(engine(), image_id=image_id, verdict=verdict, reviewer=reviewer.strip() or None,
+                                       actor=who, client=client, note=note.strip() or None, label=label,
+                                       label_index=right_label if label is not None else None)
+            clear_cache()
+            st.success(f"Review {review_id} saved.")
+            detail = query(image_detail, image_id)
 if detail is not None and len(detail.reviews):
     st.dataframe(detail.reviews.assign(verdict=detail.reviews["verdict"].map(lambda v: VERDICTS[v].label if v in VERDICTS else v)), hide_index=True,
                  width="stretch")

@@ -6,7 +6,7 @@ import datetime as dt
 
 import streamlit as st
 
-from camwatch.statistics.registry import STATISTICS
+from camwatch.statistics.registry import IMAGE_KEYS, IMAGE_PROPERTY_COLUMNS, STATISTICS
 from dashboard import figures
 from dashboard.literal import md
 from dashboard.state import config, query
@@ -18,6 +18,7 @@ from dashboard.widgets import (
     series_rate,
     share,
     time_filter,
+    x_range,
 )
 from db.queries import (
     current_reference,
@@ -56,18 +57,21 @@ else:
 labelled, correct = query(label_accuracy, f)
 if labelled:
     st.caption(f"Top-1 accuracy on the **{labelled:,}** images with a known label: **{share(correct, labelled)}** "
-               "(labels come from sidecars and annotation files).")
+               "(labels come from sidecars and annotation files; a reviewer's *wrong label* verdict replaces the "
+               "image's label).")
 
 minute = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)  # a stable cache key for a minute
-per_hour = query(throughput, minute - dt.timedelta(days=1))
+day_ago = minute - dt.timedelta(days=1)
+per_hour = query(throughput, day_ago)
 if len(per_hour):
-    st.plotly_chart(figures.throughput(per_hour), key="throughput")
+    st.plotly_chart(figures.throughput(per_hour, (day_ago.replace(minute=0), minute + dt.timedelta(hours=1))),
+                    key="throughput")
 else:
     st.caption("No image finished processing in the last 24 hours.")
 
 statistics = [s for s in settings.drift.statistics if s in STATISTICS]
 reference = query(current_reference)
-bands: dict[str, tuple[float, float] | None] = {}
+references: dict[str, figures.Reference] = {}
 drifted: dict[str, bool] = {}
 st.subheader("Drift against the reference")
 if reference is None:
@@ -75,7 +79,7 @@ if reference is None:
             f"(`reference.kind = {settings.reference.kind}`), then computes drift per window.")
 else:
     band_rows = query(reference_bands, reference.id)
-    bands = {r.statistic: figures.band(r.mean, r.std) for r in band_rows.itertuples()}
+    references = {r.statistic: figures.reference_of(r.mean, r.std) for r in band_rows.itertuples()}
     window = settings.drift.window_label
     latest = query(latest_drift, reference.id, window)
     st.caption(f"Reference **{md(reference.name)}** ({reference.n_images:,} images); latest tested {md(window)} window"
@@ -95,10 +99,19 @@ unit = bucket_unit(f)
 rate = series_rate(f)
 series = query(stat_time_series, statistics, unit, f, rate)
 labels = {s: figures.statistic_label(s) for s in statistics}
-st.subheader(f"Statistics per {unit} (mean), with the reference band (mean ± 3σ)")
-if rate < 1000:
-    st.caption(sample_note(rate))
-st.plotly_chart(figures.statistic_grid(series, statistics, labels, bands, drifted), key="statistics")
+st.subheader(f"Statistics per {unit} (mean)")
+st.caption(f"Shaded: {figures.BAND_LABEL} (reference mean ± 1.96 σ/√n, n = images in the {unit}); a mean outside "
+           "it is marked red. A red title: the statistic drifted in the latest tested window."
+           + sample_note(rate))
+# width and height are drift-tested (a new resolution shows in the Drift page's matrix), but a mean width
+# over several cameras only follows the camera mix: not charted here
+groups = (("Attention", [s for s in statistics if s not in IMAGE_KEYS]),
+          ("The images themselves", [s for s in statistics if s in IMAGE_PROPERTY_COLUMNS]))
+for title, names in groups:
+    if names:
+        st.markdown(f"**{title}**")
+        st.plotly_chart(figures.statistic_grid(series, names, labels, references, drifted, x_range(f)),
+                        key=f"statistics_{title}")
 with st.expander("Definitions"):
     for name in statistics:
         d = STATISTICS[name]

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 
 import numpy as np
 from sqlalchemy import Engine, insert
 
-from camwatch.conventions import ALL_CLASSES, REVIEW_VERDICTS
+from camwatch.conventions import ALL_CLASSES, REVIEW_VERDICTS, WRONG_LABEL
 from camwatch.monitoring.drift import DEFAULT_MIN_SAMPLES, default_test_for, get_test
 from camwatch.monitoring.flags import ATYPICAL_STATISTICS
 from camwatch.monitoring.heatmaps import MeanHeatmap, loo_correlations, row_correlations
 from camwatch.monitoring.reference import ATTENTION_CORRELATION
 from camwatch.settings import DriftSettings
-from camwatch.statistics.registry import ENGINE_KEYS, HEATMAP_KEYS
+from camwatch.statistics.registry import CATEGORIES, ENGINE_KEYS, HEATMAP_KEYS, IMAGE_KEYS
 from db.codec import encode_heatmap
 from db.models import (
     Reference,
@@ -35,8 +36,8 @@ from db.models import (
     ReferenceMember,
     ReferenceStat,
     Review,
-    WorkerHeartbeat,
 )
+from db.models_ops import WorkerHeartbeat
 from db.records import DriftResultRecord
 from db.session import session_scope, write_transaction
 from db.writes import upsert_drift_results
@@ -44,9 +45,9 @@ from demo.synthetic import model as sm
 
 log = logging.getLogger(__name__)
 
-KNOWN_STATISTICS = (*HEATMAP_KEYS, *ENGINE_KEYS, ATTENTION_CORRELATION)
+KNOWN_STATISTICS = (*HEATMAP_KEYS, *ENGINE_KEYS, *IMAGE_KEYS, ATTENTION_CORRELATION)
 #: Share of each review verdict among the synthetic reviews, in the order of REVIEW_VERDICTS.
-VERDICT_SHARES = dict(zip(REVIEW_VERDICTS, (0.5, 0.35, 0.15), strict=True))
+VERDICT_SHARES = dict(zip(REVIEW_VERDICTS, (0.5, 0.3, 0.1, 0.1), strict=True))
 REVIEWERS = ("ana", "ben", "chloe")
 
 
@@ -73,7 +74,7 @@ class Accumulator:
         self.reference_size = reference_size
         self.member_ids: list[int] = []
         self.member_cls: list[np.ndarray] = []
-        self.member_values: dict[str, list[np.ndarray]] = {s: [] for s in (*HEATMAP_KEYS, *ENGINE_KEYS)}
+        self.member_values: dict[str, list[np.ndarray]] = {s: [] for s in (*HEATMAP_KEYS, *ENGINE_KEYS, *IMAGE_KEYS)}
         self.member_maps: list[np.ndarray] = []
         self.class_reference: dict[int, sm.ClassReference] = {}
         self.reference_maps: dict[int, np.ndarray] = {}  # class (-1: all) -> mean normalised member map
@@ -189,7 +190,9 @@ def _write_reference(engine: Engine, acc: Accumulator, model_version_id: int) ->
                 + dt.timedelta(hours=1)) if members else None
     with write_transaction(engine) as conn:
         reference_id = conn.execute(insert(Reference).values(
-            name=f"first {acc.reference_size} images", kind="first_n", params={"first_n": acc.reference_size},
+            name=f"first {acc.reference_size} images", kind="first_n",
+            params={"first_n": acc.reference_size, "categories": {"camera_model": dict(Counter(
+                sm.camera_model(int(acc.camera[i - 1])) for i in members))}},
             model_version_id=model_version_id, method="gradcam", created_at=built_at or dt.datetime.now(dt.UTC),
             built_at=built_at, n_images=len(members)).returning(Reference.id)).scalar_one()
         if not members:
@@ -211,6 +214,7 @@ def _drift_records(acc: Accumulator, reference_id: int) -> list[DriftResultRecor
     groups = acc.reference_groups()
     ref_cls = np.concatenate(acc.member_cls) if acc.member_cls else np.zeros(0, dtype=np.int64)
     ref_values = acc.reference_values()
+    ref_models = np.asarray([sm.camera_model(int(acc.camera[i - 1])) for i in acc.member_ids], dtype=object)
     day = (acc.captured.astype("datetime64[D]") - acc.day0).astype(np.int64)
     bounds = np.searchsorted(day, np.arange(acc.n_days + 1))  # captures are sorted
     records: list[DriftResultRecord] = []
@@ -251,6 +255,9 @@ def _drift_records(acc: Accumulator, reference_id: int) -> list[DriftResultRecor
         record("predicted_class", ALL_CLASSES, default_test_for("categorical", ref_cls.size),
                (ref_cls, cls[cls >= 0]))
         cameras = acc.camera[lo:hi]
+        models = np.asarray([sm.camera_model(c) for c in range(acc.n_cameras)], dtype=object)
+        camera = CATEGORIES["camera_model"]
+        record("camera_model", ALL_CLASSES, camera.test, (ref_models, models[cameras[cls >= 0]], camera.threshold))
         for cam in range(acc.n_cameras):
             rows = np.flatnonzero((cls >= 0) & (cameras == cam))
             for name in acc.statistics:
@@ -271,7 +278,11 @@ def _write_reviews(engine: Engine, acc: Accumulator, rng: np.random.Generator, s
     rows = []
     for image_id, verdict, hours in zip(chosen.tolist(), verdicts.tolist(), delays.tolist(), strict=True):
         captured = acc.captured[image_id - 1].astype(dt.datetime).replace(tzinfo=dt.UTC)
-        rows.append({"image_id": image_id, "verdict": REVIEW_VERDICTS[verdict], "reviewer": REVIEWERS[image_id % 3],
+        key = REVIEW_VERDICTS[verdict]
+        right = (int(acc.cls[image_id - 1]) + 1 + image_id % 3) % acc.n_classes  # another class than predicted
+        rows.append({"image_id": image_id, "verdict": key, "reviewer": REVIEWERS[image_id % 3],
+                     "label": sm.CLASS_NAMES[right] if key == WRONG_LABEL else None,
+                     "label_index": right if key == WRONG_LABEL else None,
                      "note": "synthetic review", "created_at": min(end, captured + dt.timedelta(hours=hours))})
     with write_transaction(engine) as conn:
         conn.execute(insert(Review), rows)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, insert, select
 
-from camwatch.statistics.registry import HEATMAP_KEYS
+from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.codec import encode_heatmap
 from db.migrate import upgrade
 from db.models import Flag, Heatmap, Image, ImageTag, Prediction, Sighting
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RESOLUTIONS = ((1280, 720), (1920, 1080))
 #: Bumped whenever the generated rows change, so that cached databases (benchmarks) are rebuilt.
-GENERATOR_VERSION = 3  # 3: flag thresholds read from FlagConfig (low_confidence 0.1)
+GENERATOR_VERSION = 4  # 4: image properties and camera models; 3: flag thresholds read from FlagConfig
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def _plan(rng: np.random.Generator, n: int, start: dt.datetime, days: float, cam
 class _Chunk:
     params: sm.SceneParams
     maps: np.ndarray
-    stats: dict[str, np.ndarray]
+    stats: dict[str, np.ndarray]  # heatmap statistics and image properties (width and height included)
     width: np.ndarray
     height: np.ndarray
 
@@ -166,8 +166,10 @@ def _chunks(plan: _Plan, seed: int, size: int, acc: Accumulator, bad_share: floa
         params = sm.draw_scenes(rng, len(sm.CLASS_NAMES), bad_share, plan.shortcut[lo:hi])
         resolution = np.asarray(RESOLUTIONS)[plan.camera[lo:hi] % len(RESOLUTIONS)]
         maps = sm.heatmaps(rng, params)
-        chunk = _Chunk(params, maps, sm.statistics(maps, params, resolution[:, 0], resolution[:, 1]),
-                       resolution[:, 0], resolution[:, 1])
+        stats = {**sm.statistics(maps, params, resolution[:, 0], resolution[:, 1]),
+                 **sm.image_properties(rng, plan.camera[lo:hi], plan.shortcut[lo:hi]),
+                 "width": resolution[:, 0].astype(np.float64), "height": resolution[:, 1].astype(np.float64)}
+        chunk = _Chunk(params, maps, stats, resolution[:, 0], resolution[:, 1])
         acc.add_chunk(lo, plan.status[lo:hi] == "ok", plan.captured[lo:hi], plan.camera[lo:hi], params, maps,
                       chunk.stats)
         held.append((lo, chunk))
@@ -192,6 +194,7 @@ def _rows(lo: int, chunk: _Chunk, plan: _Plan, acc: Accumulator, thumbs: list[by
     rows: dict[type, list[dict[str, Any]]] = {t: [] for t in (Image, Sighting, ImageTag, Prediction, Heatmap, Flag)}
     topk = _topk(p, np.random.default_rng([lo, 1]))
     stat_columns = {name: chunk.stats[name].tolist() for name in HEATMAP_KEYS}
+    properties = {name: chunk.stats[name].tolist() for name in IMAGE_PROPERTY_COLUMNS}
     # One codec call per chunk: maps stacked row-major are the concatenation of each map's encoding.
     blobs, map_bytes = encode_heatmap(chunk.maps.reshape(-1, sm.GRID)), 2 * sm.GRID * sm.GRID
     raw_max, raw_sum = chunk.maps.max(axis=(1, 2)).tolist(), chunk.maps.sum(axis=(1, 2)).tolist()
@@ -225,6 +228,8 @@ def _rows(lo: int, chunk: _Chunk, plan: _Plan, acc: Accumulator, thumbs: list[by
             "label": sm.CLASS_NAMES[label] if label is not None else None, "label_index": label,
             "region": {"boxes": [box], "source": "sidecar"} if p.has_region[i] and ok[i] else None,
             "tags": {"site": site, "camera": camera} if done else None, "thumbnail": thumb,
+            "camera_model": sm.camera_model(cam) if done else None,
+            **{name: values[i] if done else None for name, values in properties.items()},
         })
         if sightings:
             rows[Sighting].append({"image_id": image_id, "uri": uri, "source": "cameras",

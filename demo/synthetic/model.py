@@ -42,6 +42,9 @@ ERROR_REASONS: tuple[str, ...] = (
     "zero-byte file",
 )
 WATERMARK_CENTRE = (0.93, 0.92)
+CAMERA_MODELS: tuple[str, ...] = ("AXIS M3106-L Mk II", "Hikvision DS-2CD2143G2-I", "Bosch FLEXIDOME IP 4000i")
+#: Brightness factor of the shortcut camera's images once it attends the watermark (its light changed too).
+SHORTCUT_DIMMING = 0.75
 _CENTRES = (np.arange(GRID) + 0.5) / GRID
 _BORDER = (_CENTRES < 0.1) | (_CENTRES > 0.9)  # cells whose centre is within 10% of an edge
 _BORDER_MASK = _BORDER[:, None] | _BORDER[None, :]
@@ -54,6 +57,22 @@ def camera_name(index: int) -> str:
 
 def site_name(index: int) -> str:
     return f"site-{index}"
+
+
+def camera_model(index: int) -> str:
+    return CAMERA_MODELS[index % len(CAMERA_MODELS)]
+
+
+def image_properties(rng: np.random.Generator, camera: np.ndarray, shortcut: np.ndarray) -> dict[str, np.ndarray]:
+    """Pixel properties of a chunk (:data:`camwatch.statistics.registry.IMAGE_PROPERTY_COLUMNS`): a scene
+    brightness per camera with a 6 % spread; the shortcut camera's images are darker and flatter
+    (:data:`SHORTCUT_DIMMING`) once it attends the watermark, so the root cause shows beside the attention."""
+    k = camera.size
+    dim = np.where(shortcut, SHORTCUT_DIMMING, 1.0)
+    return {"brightness": (95.0 + 12.0 * (camera % 5)) * rng.normal(1.0, 0.06, k) * dim,
+            "contrast": rng.normal(45.0, 5.0, k) * dim,
+            "sharpness": np.exp(rng.normal(math.log(600.0), 0.25, k)),
+            "colourfulness": np.abs(rng.normal(22.0 + 2.0 * (camera % 3), 4.0, k))}
 
 
 @dataclass(frozen=True)

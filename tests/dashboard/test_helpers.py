@@ -107,17 +107,20 @@ def test_heatmap_only_needs_a_heatmap() -> None:
 
 
 def test_figures_draw_bands_drift_and_classes() -> None:
-    assert figures.band(0.5, 0.1) == pytest.approx((0.2, 0.8)) and figures.band(None, 0.1) is None
+    assert figures.reference_of(0.5, 0.1) == (0.5, 0.1) and figures.reference_of(None, 0.1) is None
+    low, high = figures.mean_band((0.5, 0.1), [4, 100])  # type: ignore[misc]
+    assert low == pytest.approx([0.5 - 1.959964 * 0.05, 0.5 - 1.959964 * 0.01], rel=1e-6)
+    assert high == pytest.approx([0.5 + 1.959964 * 0.05, 0.5 + 1.959964 * 0.01], rel=1e-6)
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     series = pd.DataFrame({"bucket": [t0, t0 + dt.timedelta(hours=1)], "images": [3, 4], "a": [0.1, 0.2],
                            "b": [1.0, 2.0], "c": [0.0, 0.0]})
     grid = figures.statistic_grid(series, ["a", "b", "c"], {"a": "A"}, {"a": (0.0, 1.0), "b": None},
-                                  {"b": True})
-    assert len(grid.data) == 3 and len(grid.layout.shapes) == 1
-    assert grid.data[1].line.color == figures.DRIFT_COLOUR and grid.layout.annotations[1].text == "b — drifted"
+                                  {"b": True}, None)
+    assert len(grid.data) == 2 + 3  # the band of "a" (two traces), then a line per statistic
+    assert grid.layout.annotations[1].text == "b — drifted" and grid.layout.annotations[1].font.color == figures.DRIFT_COLOUR
     history = pd.DataFrame({"window_start": [t0, t0], "score": [0.5, 0.01], "threshold": [0.05, 0.05],
                             "drifted": [False, True], "test": ["ks", "ks"], "n_current": [10, 12]})
-    scores = figures.drift_scores(history, "A")
+    scores = figures.drift_scores(history, "A", None)
     assert list(scores.data[0].marker.color) == [figures.OK_COLOUR, figures.DRIFT_COLOUR]
     mix = pd.DataFrame({"bucket": [t0] * 3, "class_index": [0, 1, 2], "images": [5, 3, 1]})
     stacked = figures.class_mix(mix, ["cat", "dog", "fox"], top=2)

@@ -19,14 +19,15 @@ from tests.support import REPO
 
 APP = str(REPO / "dashboard" / "app.py")
 PAGES = {"overview": None, "drift": "app_pages/drift.py", "flagged": "app_pages/flagged.py",
-         "image": "app_pages/image.py", "slices": "app_pages/slices.py", "health": "app_pages/health.py"}
-TITLES = {"overview": "Overview", "drift": "Drift", "flagged": "Flagged images", "image": "Image",
+         "review": "app_pages/review.py", "image": "app_pages/image.py", "slices": "app_pages/slices.py",
+         "health": "app_pages/health.py"}
+TITLES = {"overview": "Overview", "drift": "Drift", "flagged": "Flagged images", "review": "Review", "image": "Image",
           "slices": "Slices", "health": "Health"}
 
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A small realistic database whose data ends now (the default time range is the last 7 days)."""
+    """A small realistic database whose data ends now (it spans 6 days: the default time range shows it all)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('seeded') / 'camwatch.db'}"
     fill_database(url, 1500, seed=3, start=dt.datetime.now(dt.UTC) - dt.timedelta(days=6), days=6, cameras=4,
                   reference_size=300, pending=20)
@@ -92,17 +93,26 @@ def test_page_renders_on_a_seeded_database(page: str, seeded: str, open_page: Op
     if page == "overview":
         processed = _scalar(seeded, select(func.count()).where(Image.status.in_(("ok", "error"))))
         assert _metric(at, "Images processed") == f"{processed:,}"
-        assert _charts(at) == 2  # throughput, statistics grid
+        assert _charts(at) == 3  # throughput, attention statistics grid, image properties grid
+        assert at.selectbox(key="camwatch_time_range").value == "All time"  # less than 30 days of data
     elif page == "drift":
-        assert _charts(at) >= 5  # statistic, drift scores, class mix, heatmap pairs
+        # drift matrix, statistic, drift scores, image properties, camera models, class mix, heatmap pairs
+        assert _charts(at) >= 8
     elif page == "flagged":
         assert len(at.get("image")) == 24 and int(_metric(at, "Flagged images").replace(",", "")) > 24
     elif page == "image":
         assert {"Predictions", "Flags", "Statistics", "Review"} <= {s.value for s in at.subheader}
-        assert len(at.metric) == 23 and len(at.get("image")) == 3  # thumbnail, overlay, heatmap
+        assert len(at.metric) == 23 + 6 and len(at.get("image")) == 3  # thumbnail, overlay, heatmap
+        assert any(c.value.startswith("Camera model (EXIF): **") and "(none)" not in c.value for c in at.caption)
         assert at.metric[0].help is not None and "mu_x = sum p x" in at.metric[0].help
     elif page == "slices":
-        assert "cam\\-03" in at.warning[0].value and _charts(at) == 2  # markdown-escaped: shown literally
+        # the shortcut camera differs most, first in the bias view; then box plot and mean heatmaps;
+        # tag values are markdown-escaped: shown literally
+        assert "cam\\-03" in at.warning[0].value and _charts(at) == 3
+        assert any(m.value.startswith("**cam\\-03** differs most") for m in at.markdown)
+    elif page == "review":
+        assert any("unreviewed flagged images in this queue" in m.value for m in at.markdown)
+        assert [b.label for b in at.button][:5] == ["Correct flag", "False alarm", "Wrong label", "Unsure", "Skip"]
     elif page == "health":
         assert (_metric(at, "Pending"), _metric(at, "Processing")) == ("18", "2")
         assert len(at.dataframe) == 2  # workers, recent errors
@@ -130,19 +140,19 @@ def test_gallery_rule_filter_changes_the_results(seeded: str, open_page: Opener)
 
 def test_drift_page_uses_the_slice_drift_results(seeded: str, open_page: Opener) -> None:
     at = open_page(seeded, "drift")
-    assert any("cover every image of the class." in c.value for c in at.caption)
+    assert any("Drift tests cover every image." in c.value for c in at.caption)
     at.selectbox(key="drift_slice_tag").set_value("camera").run()
     at.selectbox(key="drift_slice_value").set_value("cam-03").run()
     assert not at.exception
-    assert any("cover the images of slice camera\\=cam\\-03" in c.value for c in at.caption)
+    assert any("Drift tests cover slice camera\\=cam\\-03." in c.value for c in at.caption)
 
 
 def test_time_range_changes_the_overview(seeded: str, open_page: Opener) -> None:
     at = open_page(seeded, "overview")
-    week = int(_metric(at, "Images processed").replace(",", ""))
+    everything = int(_metric(at, "Images processed").replace(",", ""))
     at.selectbox(key="camwatch_time_range").set_value("Last 24 hours").run()
     day = int(_metric(at, "Images processed").replace(",", ""))
-    assert 0 < day < week / 3
+    assert 0 < day < everything / 3
 
 
 def test_review_form_stores_a_review(seeded: str, open_page: Opener) -> None:

@@ -14,7 +14,8 @@ from camwatch.settings import load_settings
 from dashboard.state import image_roots
 from db.export import iter_rows
 from db.migrate import upgrade
-from db.models import Image, Prediction, QueueStatus
+from db.models import Image, Prediction
+from db.models_ops import QueueStatus
 from db.queue_status import QueueReport, write_queue_status
 from db.session import make_engine, write_transaction
 from demo.synthetic.fill import fill_database

@@ -21,8 +21,8 @@ from db.models import (
     ReferenceMember,
     ReferenceStat,
     Review,
-    WorkerHeartbeat,
 )
+from db.models_ops import WorkerHeartbeat
 from db.queries import ImageFilter, status_counts
 from db.queries_images import GalleryFilter, flagged_page
 from db.queries_slices import slice_summary

@@ -19,8 +19,9 @@ from tests.support.databases import migrated_engine, postgres_schema
 
 REPO = REPO
 TABLES = {"model_versions", "images", "image_tags", "sightings", "predictions", "heatmaps", "flags", "reviews",
+          "review_claims", "audit_events", "threshold_overrides", "maintenance_runs",
           "references", "reference_members", "reference_stats", "reference_heatmaps", "drift_results",
-          "worker_heartbeats", "audit_events", "queue_status"}
+          "worker_heartbeats", "queue_status"}
 
 
 def _diffs(engine: Engine, metadata: MetaData) -> list:

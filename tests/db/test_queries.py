@@ -24,8 +24,8 @@ from db.models import (
     ReferenceMember,
     ReferenceStat,
     Review,
-    WorkerHeartbeat,
 )
+from db.models_ops import WorkerHeartbeat
 from db.queries import (
     ImageFilter,
     bucket_start,

@@ -23,8 +23,8 @@ from db.models import (
     Prediction,
     Reference,
     Review,
-    WorkerHeartbeat,
 )
+from db.models_ops import WorkerHeartbeat
 from db.records import DriftResultRecord, FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
 from db.registry import register_file
 from db.results import complete_batch

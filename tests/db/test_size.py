@@ -1,4 +1,6 @@
-"""Storage cost per image in SQLite, through the real write path (register, claim, complete)."""
+"""Storage cost per image in SQLite, through the real write path (register, claim, complete): without
+thumbnails, with a thumbnail for every image (``thumbnails = "all"``; the default stores them for flagged
+images only), and what a pruned image leaves behind."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
+from camwatch.imaging.decode import make_thumbnail
 from camwatch.statistics.registry import HEATMAP_KEYS
 from db.claims import claim_batch
+from db.prune import PruneOptions, prune
 from db.records import FlagRecord, HeatmapRecord, ImageResult, PredictionRecord
 from db.registry import register_file
 from db.results import complete_batch
@@ -42,7 +46,7 @@ def _database_bytes(engine: Engine) -> int:
     return int(page_count * page_size)
 
 
-def _fill(engine: Engine, rng: np.random.Generator) -> None:
+def _fill(engine: Engine, rng: np.random.Generator, thumbnail: bytes | None = None) -> None:
     with session_scope(engine, write=True) as s:
         mv = get_or_create_model_version(
             s, spec="efficientnet-lite0", weights_sha256="e" * 64, num_classes=1000,
@@ -63,10 +67,13 @@ def _fill(engine: Engine, rng: np.random.Generator) -> None:
             top = np.argsort(-probs)[:5]
             native = rng.random((7, 7)).astype(np.float32) * 20.0
             stats: dict[str, float | None] = {name: float(rng.random()) for name in HEATMAP_KEYS}
+            properties = {"brightness": float(rng.uniform(40, 200)), "contrast": float(rng.uniform(20, 70)),
+                          "sharpness": float(rng.uniform(100, 3000)), "colourfulness": float(rng.uniform(5, 60))}
             flags = [FlagRecord("energy_outside", stats["energy_outside"], 0.7)] if c.id % 10 == 0 else []
             results.append(ImageResult(
                 image_id=c.id, status="ok", width=1920, height=1080, format="JPEG",
-                tags={"site": "north", "camera": "cam-03"}, model_version_id=mv,
+                tags={"site": "north", "camera": "cam-03"}, model_version_id=mv, thumbnail=thumbnail,
+                properties=properties, camera_model="AXIS M3106-L Mk II",
                 prediction=PredictionRecord(
                     class_index=int(top[0]), confidence=float(probs[top[0]]),
                     topk_indices=[int(k) for k in top], topk_probs=[float(probs[k]) for k in top],
@@ -88,3 +95,23 @@ def test_sqlite_bytes_per_image_without_thumbnails(tmp_path: Path) -> None:
     log.info("SQLite storage: %.0f bytes per image (%d images, %d bytes over the empty schema)",
              per_image, N_IMAGES, full - empty)
     assert per_image <= MAX_BYTES_PER_IMAGE
+
+
+def test_sqlite_bytes_per_image_with_thumbnails_and_after_pruning(tmp_path: Path, photos) -> None:  # type: ignore[no-untyped-def]
+    """A real photo's thumbnail (JPEG, 256 px, quality 80) on every image; then every image pruned."""
+    thumbnail = make_thumbnail(photos["chelsea"])
+    with migrated_engine("sqlite", tmp_path) as engine:
+        empty = _database_bytes(engine)
+        _fill(engine, np.random.default_rng(0), thumbnail)
+        full = _database_bytes(engine)
+        report = prune(engine, PruneOptions(older_than=dt.timedelta(days=1), pause_seconds=0, full_vacuum=True),
+                       now=T0 + dt.timedelta(days=30))
+        pruned = _database_bytes(engine)
+    with_thumbnails, left = (full - empty) / N_IMAGES, (pruned - empty) / N_IMAGES
+    log.info("SQLite storage: %.0f bytes per image with a %d-byte thumbnail each; %.0f bytes per pruned image",
+             with_thumbnails, len(thumbnail), left)
+    size = len(thumbnail)
+    assert report.images == N_IMAGES
+    # the blob's overflow pages round it up to 4 KiB pages: at most one page more than the blob itself
+    assert size < with_thumbnails <= size + MAX_BYTES_PER_IMAGE + 4096, (with_thumbnails, size)
+    assert left <= 700, left  # the tombstone: sha256, uri, times, status, image properties

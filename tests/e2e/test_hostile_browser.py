@@ -16,8 +16,8 @@ from sqlalchemy import select
 from camwatch.monitoring.flags import FlagConfig
 from camwatch.settings import load_settings
 from dashboard.literal import WORD_JOINER
-from db.audit import review_image
 from db.models import Image as ImageRow
+from db.reviews import record_verdict
 from db.session import make_engine
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, open_page, running_dashboard
 from tests.support.models import TINY_SPEC
@@ -63,8 +63,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     engine = make_engine(url)
     with engine.connect() as conn:
         ids = {Path(uri).name: int(i) for uri, i in conn.execute(select(ImageRow.uri, ImageRow.id))}
-    review_image(engine, ids[NAME], "false_alarm", f"see [here](https://{EVIL})", REVIEWER, actor=REVIEWER,
-                 client="127.0.0.1")
+    record_verdict(engine, image_id=ids[NAME], verdict="false_alarm", note=f"see [here](https://{EVIL})",
+                   reviewer=REVIEWER, actor=REVIEWER, client="127.0.0.1")
     engine.dispose()
     with running_dashboard(url, folder, ["--source-root", str(src)]) as base:
         yield base, ids

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from db import make_engine
-from db.models import Flag, Heatmap, ImageTag, Sighting, WorkerHeartbeat
+from db.models import Flag, Heatmap, ImageTag, Sighting
 from db.models import Image as ImageRow
+from db.models_ops import WorkerHeartbeat
 from tests.support import REPO
 from tests.support.models import TINY_SPEC
 

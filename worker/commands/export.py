@@ -1,90 +1,73 @@
-"""``camwatch export``: one row per image (columns: :mod:`db.export`) to csv, parquet or jsonl; jsonl rows
-also carry the native heatmap. In CSV, text that a spreadsheet would run as a formula is written with a
-leading apostrophe (:mod:`camwatch.csv_safety`); parquet and jsonl keep every value as it is."""
+"""``camwatch export``: a table of :data:`db.exports.EXPORTS` (images by default; reviews, flags, drift
+results, the curated set) to CSV, Parquet (with the table's declared schema) or JSON lines; the curated set
+also as a COCO detection file (``--format coco``). Images in JSON lines also carry the native heatmap. In CSV, text that a spreadsheet would
+run as a formula is written with a leading apostrophe (:mod:`camwatch.csv_safety`)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
+import datetime as dt
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from camwatch.csv_safety import neutralise
+from camwatch.exports import FORMATS, coco_document, write_table
 from db import make_engine, upgrade
-from db.export import CHUNK, iter_rows
+from db.curated import curated_images
+from db.exports import EXPORTS, ExportOptions, export_table
+from db.queries import ImageFilter, class_names
 from worker.commands.common import settings_from
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "parquet", "jsonl")
+COCO = "coco"
 
 
-def export(engine: Engine, fmt: str, out: Path) -> int:
-    """Write every processed image to ``out``; returns the number of rows."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = iter_rows(engine, with_heatmap=fmt == "jsonl")
-    n = 0
-    if fmt == "jsonl":
-        with out.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
-                n += 1
-    elif fmt == "csv":
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            writer: csv.DictWriter | None = None
-            for row in rows:
-                if writer is None:
-                    writer = csv.DictWriter(fh, fieldnames=list(row))
-                    writer.writeheader()
-                writer.writerow({k: neutralise(v) for k, v in row.items()})
-                n += 1
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq_writer = None
-        chunk: list[dict[str, Any]] = []
-        schema = None
-        try:
-            for row in rows:
-                chunk.append(row)
-                n += 1
-                if len(chunk) == CHUNK:
-                    table = pa.Table.from_pylist(chunk, schema=schema)
-                    schema = table.schema
-                    pq_writer = pq_writer or pq.ParquetWriter(out, schema)
-                    pq_writer.write_table(table)
-                    chunk = []
-            if chunk or pq_writer is None:
-                table = pa.Table.from_pylist(chunk, schema=schema)
-                pq_writer = pq_writer or pq.ParquetWriter(out, table.schema)
-                pq_writer.write_table(table)
-        finally:
-            if pq_writer is not None:
-                pq_writer.close()
+def export(engine: Engine, fmt: str, out: Path, what: str = "images", *, start: dt.datetime | None = None,
+           end: dt.datetime | None = None) -> int:
+    """Write table ``what`` to ``out`` in ``fmt``; returns the number of rows (COCO: images)."""
+    if fmt == COCO:
+        if what != "curated":
+            raise ValueError(f"--format coco is for the curated set (--what curated), not {what!r}")
+        images = list(curated_images(engine, ImageFilter(start=start, end=end)))
+        doc = coco_document(images, class_names(engine), "camwatch curated set: images whose attention a "
+                                                         "reviewer confirmed as wrong")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+        n = len(images)
     else:
-        raise ValueError(f"unknown export format {fmt!r}: use csv, parquet or jsonl")
-    log.info("exported %d rows to %s", n, out)
+        table = export_table(what)
+        options = ExportOptions(with_heatmap=fmt == "jsonl" and what == "images", start=start, end=end)
+        n = write_table(fmt, table.columns_for(options), table.rows(engine, options), out)
+    log.info("exported %d %s rows to %s", n, what, out)
     return n
+
+
+def _moment(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = settings_from(args, ("db",))
     engine = make_engine(settings.db)
     upgrade(engine)
-    n = export(engine, args.format, args.out)
-    print(f"{n} rows -> {args.out}")  # noqa: T201 - CLI output
+    n = export(engine, args.format, args.out, args.what, start=args.since, end=args.until)
+    print(f"{n} {args.what} rows -> {args.out}")  # noqa: T201 - CLI output
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export one row per image")
+    p = sub.add_parser("export", help="export images, reviews, flags, drift results or the curated set",
+                       description="; ".join(f"{k}: {t.description}" for k, t in EXPORTS.items()))
     p.add_argument("--db")
-    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--what", choices=list(EXPORTS), default="images", help="which table (default: images)")
+    p.add_argument("--format", choices=[*FORMATS, COCO], required=True,
+                   help="csv, parquet (declared schema), jsonl; coco for --what curated")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--since", type=_moment, help="capture time (drift: window start) from, ISO 8601, UTC if naive")
+    p.add_argument("--until", type=_moment, help="... up to (excluded)")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_export)

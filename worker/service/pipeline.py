@@ -28,6 +28,7 @@ from camwatch.capture_time import choose_capture_time, from_mtime_ns
 from camwatch.files import UnsafeFile
 from camwatch.heads import is_correct
 from camwatch.imaging.decode import DecodedImage, ImageDecodeError, load_image, make_thumbnail, orient_region
+from camwatch.imaging.properties import image_properties
 from camwatch.monitoring.flags import FlagConfig, evaluate_flags
 from camwatch.monitoring.reference import ReferenceSummary
 from camwatch.regions import ObjectRegion
@@ -188,7 +189,7 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
             topk_probs=cam.topk_probs, topk_logits=cam.topk_logits, labels=cam.labels,
             correct=is_correct(label_index, cam.predicted_class, cam.labels)),
         heatmap=heatmap_record(cam, stats), extra_heatmaps=extra,
-        flags=flags,
+        flags=flags, properties=dict(image_properties(d.image)), camera_model=d.camera_model,
         warnings=[*d.warnings, *item.notes.warnings, *time_warnings],
     )
 

@@ -60,6 +60,7 @@ from worker.service.monitor import recompute_drift
 from worker.service.pipeline import PipelineContext, process_batch
 from worker.service.recovery import hand_back_claims, recover_silent_workers, wait_for_predecessor
 from worker.service.registration import hash_candidates, register
+from worker.service.upkeep import Upkeep
 from worker.service.writer import write_results
 from worker.sources import QueueSource, Source, open_source, readable_roots
 from worker.sources.folder import FileCandidate
@@ -93,6 +94,7 @@ class Worker:
         self._started = time.monotonic()
         self._claimed = 0  # size of the batch in hand (its claims are released or expired at teardown)
         self._keeper: LeaseKeeper | None = None
+        self.upkeep: Upkeep | None = None
 
     def bootstrap(self) -> None:
         """Connect and migrate the database, load the model, register the model version, open the
@@ -146,6 +148,8 @@ class Worker:
         self._with_db(lambda: wait_for_predecessor(
             self.db, self.worker_id, me=self.instance_id, heartbeat_seconds=settings.heartbeat_seconds,
             dead_after_seconds=settings.dead_after_seconds), "checking the worker id")
+        self.upkeep = Upkeep(settings, self.db, self.worker_id)  # accepted thresholds, daily retention
+        self.upkeep.tick(self.ctx, force=True)
         self._bootstrapped = True
         self._recover(force=True)
         self._keeper = LeaseKeeper(self.db, self.instance_id, lease_seconds=settings.lease_seconds,
@@ -300,6 +304,8 @@ class Worker:
             while not self.stopping:
                 self._recover()
                 self.scan()
+                if self.upkeep is not None:
+                    self.upkeep.tick(self.ctx)
                 written = self.process_once()
                 if written:
                     did_work = True
@@ -332,10 +338,12 @@ class Worker:
         return did_work
 
     def close(self, *, clean: bool = True) -> None:
-        """Teardown: the lease keeper stopped, claims released (``clean``) or their leases ended so that they
+        """Teardown: the retention thread and the lease keeper stopped, claims released (``clean``) or their leases ended so that they
         are retried in smaller groups (after an unexpected error), heartbeat 'stopped', watchers closed.
         When the database does not answer, the claims are left to lease expiry and recovery (logged)."""
         try:
+            if self.upkeep is not None:
+                self.upkeep.stop()
             if self._keeper is not None:
                 self._keeper.stop()
                 self._keeper = None

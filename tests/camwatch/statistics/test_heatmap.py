@@ -19,6 +19,7 @@ from camwatch.statistics.heatmap import (
     resample_to_image,
     working_grid_shape,
 )
+from tests.camwatch.imaging import test_properties
 from tests.camwatch.statistics import test_region
 from tests.support import REPO
 from tests.support.maps import PH, PW, H, W, assert_clean, gaussian, hot_cell, stats_of
@@ -298,13 +299,19 @@ KEY_TESTS = {
     "raw_sum": "test_engine_keys_are_documented_not_computed",
     "target_logit": "test_engine_keys_are_documented_not_computed",
     "confidence": "test_engine_keys_are_documented_not_computed",
+    "brightness": "test_brightness_is_the_bt601_luma_mean",
+    "contrast": "test_rms_contrast_of_two_levels_is_half_their_difference",
+    "sharpness": "test_sharpness_is_the_laplacian_variance",
+    "colourfulness": "test_colourfulness_of_a_uniform_colour_and_of_grey",
+    "width": "test_width_and_height_are_the_oriented_size",
+    "height": "test_width_and_height_are_the_oriented_size",
 }
 
 
 def test_every_statistic_has_a_test() -> None:
     assert set(KEY_TESTS) == set(STATISTICS)
     assert list(HEATMAP_KEYS) == [k for k in STATISTICS if STATISTICS[k].source == "heatmap"]
-    modules = (sys.modules[__name__], test_region)
+    modules = (sys.modules[__name__], test_region, test_properties)
     for key, name in KEY_TESTS.items():
         assert any(callable(getattr(m, name, None)) for m in modules), f"{key}: no test named {name}"
 

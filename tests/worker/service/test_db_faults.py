@@ -25,8 +25,9 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from camwatch.settings import load_settings
 from db import make_engine
 from db.faults import DatabaseUnavailable, is_transient, retry
-from db.models import Heatmap, WorkerHeartbeat
+from db.models import Heatmap
 from db.models import Image as ImageRow
+from db.models_ops import WorkerHeartbeat
 from tests.support import REPO
 from tests.support.databases import postgres_schema
 from tests.support.models import TINY_SPEC

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from db import make_engine, write_heartbeat
 from db.models import Image as ImageRow
-from db.models import WorkerHeartbeat
+from db.models_ops import WorkerHeartbeat
 from db.types import utcnow
 from tests.support import REPO
 from tests.support.databases import migrated_engine

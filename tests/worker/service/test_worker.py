@@ -19,8 +19,9 @@ from sqlalchemy.exc import OperationalError
 
 from camwatch.settings import load_settings
 from db import make_engine
-from db.models import Heatmap, Prediction, WorkerHeartbeat
+from db.models import Heatmap, Prediction
 from db.models import Image as ImageRow
+from db.models_ops import WorkerHeartbeat
 from tests.support import REPO
 from tests.support.databases import postgres_schema
 from tests.support.models import TINY_SPEC
