@@ -125,7 +125,7 @@ def test_precision_and_suggested_threshold_follow_the_verdicts(url: str, open_pa
     # now in force; only the 5 confirmed flags lie beyond it: too few counted reviews for a new suggestion
     assert row["threshold"] == 0.655 and pd.isna(row["suggested"])
     engine = make_engine(url)
-    overrides, events = threshold_overrides(engine), audit_events(engine)
+    overrides, events = threshold_overrides(engine), audit_events(engine, 20, "threshold.")
     engine.dispose()
     assert overrides["energy_outside"].value == 0.655 and overrides["energy_outside"].previous == 0.5
     assert events["action"].tolist() == ["threshold.accept"]
