@@ -14,10 +14,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, true
+from sqlalchemy import Engine, and_, exists, func, select, true
 from sqlalchemy.sql import ColumnElement
 
 from db.models import Flag, Heatmap, Image, ModelVersion, Prediction
+from db.records import ClaimedImage
 
 
 def of_version(column: Any, model_version_id: int | None) -> ColumnElement[bool]:
@@ -81,3 +82,33 @@ def heatmap_join(model_version_id: int | None, *, primary: bool = True) -> Colum
 def flag_of(model_version_id: int | None) -> ColumnElement[bool]:
     """Condition on a ``flags`` row joined to its image: raised on the results of one version."""
     return and_(Flag.image_id == Image.id, of_version(Flag.model_version_id, model_version_id))
+
+
+def images_to_reprocess(engine: Engine, model_version_id: int, since: dt.datetime, until: dt.datetime | None,
+                        sources: list[str] | None, *, after_id: int = 0, limit: int = 100,
+                        redo: bool = False) -> list[ClaimedImage]:
+    """Processed images (status ok, not pruned) captured in ``[since, until)`` (of ``sources`` when given)
+    that have no result of ``model_version_id`` yet (``redo``: all of them), by id after ``after_id``."""
+    stmt = select(Image.id, Image.uri, Image.sha256, Image.captured_at, Image.source).where(
+        Image.status == "ok", Image.pruned_at.is_(None), Image.captured_at >= since, Image.id > after_id)
+    if until is not None:
+        stmt = stmt.where(Image.captured_at < until)
+    if sources is not None:
+        stmt = stmt.where(Image.source.in_(sources))
+    if not redo:
+        stmt = stmt.where(~exists().where(Prediction.image_id == Image.id,
+                                          Prediction.model_version_id == model_version_id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt.order_by(Image.id).limit(limit)).all()
+    return [ClaimedImage(id=r.id, uri=r.uri, sha256=r.sha256, captured_at=r.captured_at, source=r.source)
+            for r in rows]
+
+
+def count_results(engine: Engine, model_version_id: int, since: dt.datetime, until: dt.datetime | None) -> int:
+    """Images captured in ``[since, until)`` with a result of ``model_version_id``."""
+    stmt = (select(func.count()).select_from(Prediction).join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.model_version_id == model_version_id, Image.captured_at >= since))
+    if until is not None:
+        stmt = stmt.where(Image.captured_at < until)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
