@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard.compare import compare_view, differences_figure, pair_pictures
 from dashboard.figures import class_label
+from dashboard.images import GALLERY_SIDE
 from dashboard.literal import md
 from dashboard.params import id_param
 from dashboard.state import config, query
@@ -37,7 +38,7 @@ if len(versions) < 2:
             "`[[models]]` in camwatch.toml) or `camwatch reprocess --model SPEC --since DATE`.")
     st.stop()
 ids = [v.id for v in versions]  # newest first
-labels = {v.id: md(v.label) for v in versions}
+labels = {v.id: v.label for v in versions}  # selectbox options are plain text
 selected = selected_version() or ids[0]
 baseline = next((i for i in ids if i != selected), ids[-1])
 c1, c2 = st.columns(2)
@@ -84,7 +85,7 @@ for row in moved.itertuples():
             if picture is None:
                 st.caption(f"v{version}: no heatmap to draw")
             else:
-                st.image(picture.data, caption=f"v{version} ({picture.source})", width=picture.width)
+                st.image(picture.data, caption=f"v{version} ({picture.source})", width=GALLERY_SIDE)
 
 st.subheader("Paired difference of every statistic (B − A)")
 st.plotly_chart(differences_figure(view.differences), key="compare_differences")

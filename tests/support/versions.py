@@ -1,5 +1,6 @@
 """Two model versions on the same images: a shadow-mode worker run of the tiny model (primary) and its
-second version (:data:`tests.support.models.TINY_V2_SPEC`) over ``n`` random images in four camera folders."""
+second version (:data:`tests.support.models.TINY_V2_SPEC`) over ``n`` random images in four camera folders.
+Importing this module loads no torch (the dashboard's tests use it)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from camwatch.settings import load_settings
 from db.codec import decode_heatmap
 from db.models import Heatmap, Prediction
 from db.session import make_engine
-from tests.support.models import TINY_SPEC, TINY_V2_SPEC
 
 CAMERAS = 4
 
@@ -48,6 +48,8 @@ def run_worker(settings: Any) -> None:
 
 def two_versions(folder: Path, url: str, n: int = 200) -> None:
     """``n`` images processed by a shadow-mode worker: version 1 (primary) and version 2 (shadow)."""
+    from tests.support.models import TINY_SPEC, TINY_V2_SPEC  # torch: only where a worker runs
+
     make_images(folder / "images", n)
     run_worker(worker_settings(url, folder / "images", TINY_SPEC, TINY_V2_SPEC))
 
