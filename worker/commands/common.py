@@ -45,16 +45,22 @@ def add_model_args(p: argparse.ArgumentParser, *, repeatable: bool = False) -> N
 
 
 def shadow_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """Settings overrides of a repeatable ``--model``: the model itself, or, given twice or more, the
-    ``models`` list of shadow mode (the first primary, with the command line's weights and classes)."""
+    """Settings overrides of a repeatable ``--model``: the one model (no shadow models), or, given twice or
+    more, the ``models`` list of shadow mode (the first primary, with the command line's weights and classes)."""
     specs: list[str] = list(args.model or [])
-    if len(specs) <= 1:
-        return {"model": specs[0] if specs else None}
+    if not specs:
+        return {"model": None}
+    if len(specs) == 1:  # the command line's one model wins over a [[models]] list of the settings
+        return {"model": specs[0], "models": []}
     primary = {"model": specs[0], "primary": True, "weights": args.weights, "classes": args.classes,
                "num_classes": args.num_classes}
     return {"model": specs[0], "models": [primary, *({"model": spec} for spec in specs[1:])]}
 
 
 def settings_from(args: argparse.Namespace, keys: Sequence[str]) -> Settings:
-    """Settings with the given command-line options (``None`` = not given) on top of env, TOML, defaults."""
-    return load_settings(getattr(args, "config", None), **{k: getattr(args, k, None) for k in keys})
+    """Settings with the given command-line options (``None`` = not given) on top of env, TOML, defaults;
+    a repeated ``--model`` is shadow mode (:func:`shadow_overrides`)."""
+    values = {k: getattr(args, k, None) for k in keys}
+    if isinstance(values.get("model"), list):
+        values.update(shadow_overrides(args))
+    return load_settings(getattr(args, "config", None), **values)

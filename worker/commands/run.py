@@ -21,8 +21,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_structured_logging(args.verbose)
     queue = {k: v for k, v in (("spool_dir", args.spool_dir), ("max_in_flight", args.max_in_flight),
                                ("claim_timeout_seconds", args.claim_timeout)) if v is not None}
-    settings = load_settings(args.config, **{k: getattr(args, k) for k in (*MODEL_KEYS, *RUN_KEYS) if k != "model"},
-                             queue=queue or None, **shadow_overrides(args))  # merged into [queue] of the file and the environment
+    values = {k: getattr(args, k) for k in (*MODEL_KEYS, *RUN_KEYS)} | shadow_overrides(args)
+    settings = load_settings(args.config, **values, queue=queue or None)  # merged into [queue] of the file and the environment
     if not settings.source:
         raise ValueError("no source: pass --source DIR|redis://...|mqtt://... (or set CAMWATCH_SOURCE / source "
                          "in camwatch.toml)")

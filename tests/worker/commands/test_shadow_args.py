@@ -16,4 +16,4 @@ def test_model_repeated_on_the_command_line_is_shadow_mode() -> None:
     per_model = Settings(**{k: v for k, v in overrides.items() if v is not None}).model_settings()
     assert [(s.model, s.weights) for s in per_model] == [("a", Path("a.pth")), ("b", None)]
     single = shadow_overrides(build_parser().parse_args(["run", "--model", "a"]))
-    assert single == {"model": "a"}
+    assert single == {"model": "a", "models": []}  # one model on the command line: no [[models]]
