@@ -136,6 +136,31 @@ class RetentionSettings(BaseModel):
     pause_seconds: Annotated[float, Field(ge=0)] = 0.25  # between transactions: the worker keeps most of the CPU
 
 
+#: The settings fields a ``[[models]]`` entry sets for its own model: its own files (never inherited) ...
+MODEL_OWN_FIELDS = ("model", "weights", "classes", "num_classes")
+#: ... and the options it inherits from the top level when unset (the rest of the settings are shared).
+MODEL_INHERITED_FIELDS = ("trust_pickle", "method", "target_layer", "preprocess", "head", "head_threshold")
+
+
+class ModelSettings(BaseModel):
+    """One model of shadow mode (``[[models]]`` in camwatch.toml): the worker explains every image with each
+    model and stores each one's results under its own model version; ``primary`` marks the model whose
+    results are the image's own (flags shown by default). ``weights``, ``classes`` and ``num_classes`` are the
+    entry's own; its other unset fields take the top-level value."""
+
+    model: str
+    primary: bool = False
+    weights: Path | None = None
+    classes: Path | None = None
+    num_classes: int | None = None
+    trust_pickle: bool | None = None
+    method: str | None = None
+    target_layer: str | None = None
+    preprocess: PreprocessMode | None = None
+    head: HeadKind | None = None
+    head_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMWATCH_", env_nested_delimiter="__", extra="ignore",
                                       toml_file="camwatch.toml")
@@ -153,6 +178,9 @@ class Settings(BaseSettings):
     preprocess: PreprocessMode | None = None
     batch_size: int = 16
     topk: int = 5
+    #: Shadow mode: several models on the same images, one marked primary (``[[models]]`` in the TOML file,
+    #: or ``--model`` repeated); empty: the single model above. See :meth:`model_settings`.
+    models: list[ModelSettings] = Field(default_factory=list)
     # head and explained class (definitions: camwatch.heads)
     head: HeadKind | None = None  # None: softmax; binary for a single-logit model; HF multi-label configs: sigmoid
     head_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_HEAD_THRESHOLD  # multi-label labels: p >= this
@@ -208,6 +236,26 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _primary(self) -> Settings:
+        marked = [m.model for m in self.models if m.primary]
+        if len(marked) > 1:
+            raise ValueError(f"[[models]]: only one model can be primary, got {', '.join(marked)}")
+        if len(self.models) > 1 and not marked:
+            raise ValueError("[[models]]: mark one model as primary = true (its results drive the flags shown by "
+                             "default)")
+        return self
+
+    def model_settings(self) -> list[Settings]:
+        """One settings object per model, the primary first: each is these settings with the fields of its
+        ``[[models]]`` entry (see :class:`ModelSettings`); ``[self]`` without ``models``."""
+        if not self.models:
+            return [self]
+        ordered = sorted(self.models, key=lambda m: not (m.primary or len(self.models) == 1))
+        return [self.model_copy(update={"models": [], **{k: getattr(m, k) for k in MODEL_OWN_FIELDS},
+                                        **{k: getattr(m, k) for k in MODEL_INHERITED_FIELDS
+                                           if getattr(m, k) is not None}}) for m in ordered]
 
     @model_validator(mode="after")
     def _liveness(self) -> Settings:

@@ -155,11 +155,13 @@ def _gallery_picture(view: ImageView, roots: Sequence[Path]) -> Picture | None:
     return render_overlay(view, roots, side=GALLERY_SIDE, prefer_original=False)
 
 
-def gallery_pictures(engine: Engine, image_ids: Sequence[int], roots: Sequence[Path]) -> dict[int, Picture]:
-    """Overlays for a gallery page (thumbnail first, then the original); images without any heatmap and
-    picture, or whose picture cannot be drawn at all (logged), are left out."""
+def gallery_pictures(engine: Engine, image_ids: Sequence[int], roots: Sequence[Path],
+                     model_version_id: int | None = None) -> dict[int, Picture]:
+    """Overlays (heatmaps of ``model_version_id``, default: each image's own version) for a gallery page
+    (thumbnail first, then the original); images without any heatmap and picture, or whose picture cannot be
+    drawn at all (logged), are left out."""
     pictures: dict[int, Picture] = {}
-    for image_id, view in image_views(engine, list(image_ids)).items():
+    for image_id, view in image_views(engine, list(image_ids), model_version_id).items():
         if view.native is None and not view.thumbnail:
             continue
         try:
@@ -181,8 +183,9 @@ class DetailPictures:
     heatmap: Picture | None
 
 
-def detail_pictures(engine: Engine, image_id: int, roots: Sequence[Path]) -> DetailPictures:
-    views = image_views(engine, [image_id])
+def detail_pictures(engine: Engine, image_id: int, roots: Sequence[Path],
+                    model_version_id: int | None = None) -> DetailPictures:
+    views = image_views(engine, [image_id], model_version_id)
     view = views.get(image_id)
     if view is None:
         return DetailPictures(None, None, None)
@@ -203,11 +206,11 @@ def detail_pictures(engine: Engine, image_id: int, roots: Sequence[Path]) -> Det
     return DetailPictures(picture, drawn, alone)
 
 
-def stored_heatmap_pictures(engine: Engine, image_id: int, roots: Sequence[Path],
-                            side: int = GALLERY_SIDE) -> list[tuple[ImageView, Picture]]:
-    """An overlay per stored heatmap of the image (primary first): each target class's map on the picture,
-    or the map alone when no picture is available."""
-    views = heatmap_views(engine, image_id)
+def stored_heatmap_pictures(engine: Engine, image_id: int, roots: Sequence[Path], side: int = GALLERY_SIDE,
+                            model_version_id: int | None = None) -> list[tuple[ImageView, Picture]]:
+    """An overlay per stored heatmap of the image and model version (primary first): each target class's
+    map on the picture, or the map alone when no picture is available."""
+    views = heatmap_views(engine, image_id, model_version_id)
     if not views:
         return []
     base = base_picture(views[0], roots, side, prefer_original=True)

@@ -88,7 +88,8 @@ def live_section(detail: ImageDetail, cfg: AppConfig) -> None:
     if not st.button("Compute heatmap", icon=":material/play_arrow:"):
         return
     target = detail.prediction["class_index"] if detail.prediction else None
-    view = query(image_views, [int(detail.image["id"])]).get(int(detail.image["id"]))
+    version = detail.prediction["model_version_id"] if detail.prediction else None
+    view = query(image_views, [int(detail.image["id"])], version).get(int(detail.image["id"]))
     stored = None if view is None else view.native
     live = explain_live(path, method, target, stored, detail, cfg.settings, cfg.source_roots)
     st.image(live.overlay_jpeg, caption=f"{method} (computed now, not stored)", width=DETAIL_SIDE // 2)

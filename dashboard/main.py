@@ -11,7 +11,7 @@ from camwatch.conventions import LOCAL_HOSTS
 from dashboard.auth import configured_check, require_login
 from dashboard.literal import md
 from dashboard.state import clear_cache, config, engine
-from dashboard.widgets import time_range_selector
+from dashboard.widgets import time_range_selector, version_selector
 from db.queries import last_processed
 
 LIVE_SECONDS = 10
@@ -37,6 +37,7 @@ PAGES = (
     ("review.py", "Review", ":material/rate_review:", "review"),
     ("image.py", "Image", ":material/image:", "image"),
     ("slices.py", "Slices", ":material/view_column:", "slices"),
+    ("compare.py", "Compare", ":material/compare:", "compare"),
     ("health.py", "Health", ":material/favorite:", "health"),
 )
 
@@ -79,6 +80,7 @@ def run() -> None:
                            "[dashboard] password_hash (or oidc), or bind 127.0.0.1.", icon=":material/lock_open:")
     st.sidebar.caption(f"Database: {md(engine().url.render_as_string(hide_password=True))}")
     time_range_selector()
+    version_selector()
     st.sidebar.toggle("Live", value=True, key="live",
                       help=f"Check for newly processed images every {LIVE_SECONDS} s and update the page")
     live_updates()

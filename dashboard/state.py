@@ -28,15 +28,18 @@ from sqlalchemy import Engine
 
 import dashboard.analysis
 import dashboard.bias
+import dashboard.compare
 import dashboard.images
 import db.audit
 import db.prune
 import db.queries
+import db.queries_compare
 import db.queries_images
 import db.queries_qa
 import db.queries_slices
 import db.queue_status
 import db.reviews
+import db.versions
 from camwatch.locations import folder_path
 from camwatch.settings import Settings, load_settings
 from db.migrate import upgrade
@@ -49,7 +52,8 @@ R = TypeVar("R")
 
 QUERY_MODULES: dict[str, ModuleType] = {
     module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, db.queries_qa,
-                                           db.audit, db.queue_status, db.reviews, db.prune, dashboard.analysis,
+                                           db.audit, db.queue_status, db.reviews, db.prune, db.versions, db.queries_compare,
+                                           dashboard.analysis, dashboard.compare,
                                            dashboard.bias, dashboard.images)
 }
 

@@ -16,10 +16,11 @@ import streamlit as st
 
 from dashboard.figures import class_label
 from dashboard.literal import md
-from dashboard.params import choice_param, invalid_note
+from dashboard.params import choice_param, invalid_note, parse_id
 from dashboard.state import config, query
 from db.queries import ImageFilter, capture_range, class_names, sample_rate, status_counts
 from db.queries_slices import tag_keys, tag_values
+from db.versions import default_version, versions_with_results
 
 TIME_RANGES: dict[str, dt.timedelta | None] = {
     "Last 24 hours": dt.timedelta(days=1),
@@ -31,6 +32,8 @@ ALL_TIME = "All time"
 WHOLE_DATA_UP_TO = dt.timedelta(days=30)
 HOURLY_UP_TO = dt.timedelta(days=3)  # ranges up to this long are bucketed by hour, longer ones by day
 _RANGE_KEY = "camwatch_time_range"
+_VERSION_KEY = "camwatch_model_version"
+_VERSION_URL_KEY = "camwatch_model_version_url"  # the ?version= this session wrote last
 #: Time series over more images than this use a hash sample of about this many (db.queries.hash_sample).
 #: 30k keeps "All time" over a million images under 1 s (measured 0.74–0.94 s per page, 1.13 s at 120k)
 #: while a daily bucket of a month still averages ~1000 images (standard error ≈ 3% of the spread).
@@ -50,16 +53,48 @@ def time_range_selector() -> None:
     st.sidebar.selectbox("Time range (capture time)", list(TIME_RANGES), key=_RANGE_KEY)
 
 
+def version_selector() -> None:
+    """The sidebar's model version (results of that version on every page; default: the newest primary
+    version, :func:`db.versions.default_version`), kept in the session and in the link as ``?version=N``."""
+    versions = query(versions_with_results)
+    if not versions:
+        st.session_state[_VERSION_KEY] = None
+        return
+    ids = [v.id for v in versions]
+    raw = st.query_params.get("version")
+    if raw and raw != st.session_state.get(_VERSION_URL_KEY):  # a link's version, not the one written here
+        preset = parse_id(raw)
+        if preset in ids:
+            st.session_state[_VERSION_KEY] = preset
+        else:
+            invalid_note("version", raw, "a model version with results here")
+    if st.session_state.get(_VERSION_KEY) not in ids:
+        st.session_state[_VERSION_KEY] = default_version(versions)
+    labels = {v.id: f"{v.label} ({v.images:,} images)" for v in versions}
+    chosen = st.sidebar.selectbox("Model version", ids, key=_VERSION_KEY, format_func=lambda i: labels[i],
+                                  help="Whose results the pages show: predictions, heatmaps, flags, reference "
+                                       "and drift are kept per model version")
+    st.session_state[_VERSION_URL_KEY] = str(chosen)
+    st.query_params["version"] = str(chosen)
+
+
+def selected_version() -> int | None:
+    """The sidebar's model version (None before the sidebar ran or without any results)."""
+    value = st.session_state.get(_VERSION_KEY)
+    return None if value is None else int(value)
+
+
 def time_filter() -> ImageFilter:
     """Capture-time window of the selected range, ending just after the latest capture. "All time" is the
     explicit range from the first to the last capture: the same images, but a range on the capture-time
     index lets the database start there (and sample by id) instead of scanning a whole table."""
     bounds = query(capture_range)
     if bounds is None:
-        return ImageFilter()
+        return ImageFilter(model_version_id=selected_version())
     delta = TIME_RANGES[st.session_state.get(_RANGE_KEY) or default_range(bounds)]
     end = bounds[1] + dt.timedelta(microseconds=1)
-    return ImageFilter(start=bounds[0] if delta is None else end - delta, end=end)
+    return ImageFilter(start=bounds[0] if delta is None else end - delta, end=end,
+                       model_version_id=selected_version())
 
 
 def selected_range() -> str | None:
@@ -114,8 +149,8 @@ def empty_notice() -> None:
 
 
 def names() -> list[str]:
-    """Class names of the newest model version."""
-    return query(class_names)
+    """Class names of the selected model version (else the newest)."""
+    return query(class_names, selected_version())
 
 
 def class_picker(label: str, key: str, *, allow_all: bool = True) -> int | None:
@@ -166,7 +201,8 @@ def format_age(moment: dt.datetime | None, now: dt.datetime | None = None) -> st
 
 
 def with_filters(f: ImageFilter, *, class_index: int | None, tag: tuple[str | None, str | None]) -> ImageFilter:
-    return ImageFilter(start=f.start, end=f.end, class_index=class_index, tag_key=tag[0], tag_value=tag[1])
+    return ImageFilter(start=f.start, end=f.end, class_index=class_index, tag_key=tag[0], tag_value=tag[1],
+                       model_version_id=f.model_version_id)
 
 
 def share(part: int, whole: int) -> str:

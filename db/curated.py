@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, true
+from sqlalchemy import Engine, and_, func, select
 
 from camwatch.conventions import CONFIRMED
 from camwatch.exports import Column
@@ -21,6 +21,7 @@ from camwatch.statistics.registry import CAM_BOX_KEYS
 from db.labels import corrected_labels
 from db.models import Flag, Heatmap, Image, ModelVersion, Prediction, Review
 from db.queries import ImageFilter, apply_filter
+from db.versions import flag_of, heatmap_join, prediction_join
 
 CURATED_COLUMNS: tuple[Column, ...] = (
     Column("image_id", "int"), Column("uri", "str"), Column("file_name", "str"), Column("sha256", "str"),
@@ -37,6 +38,8 @@ def curated_images(engine: Engine, f: ImageFilter | None = None) -> Iterator[dic
     latest = (select(Review.image_id, func.max(Review.id).label("review_id")).group_by(Review.image_id)
               .subquery("latest_review"))
     corrected = corrected_labels()
+    f = f or ImageFilter()
+    version = f.model_version_id
     stmt = (select(Image.id, Image.uri, Image.sha256, Image.captured_at, Image.width, Image.height, Image.label,
                    Image.label_index, Image.region, Image.tags, Review.reviewer, Review.note,
                    Review.created_at.label("reviewed_at"), Prediction.class_index, Prediction.confidence,
@@ -46,18 +49,18 @@ def curated_images(engine: Engine, f: ImageFilter | None = None) -> Iterator[dic
             .select_from(latest)
             .join(Review, and_(Review.id == latest.c.review_id, Review.verdict == CONFIRMED))
             .join(Image, Image.id == latest.c.image_id)
-            .outerjoin(Prediction, Prediction.image_id == Image.id)
-            .outerjoin(ModelVersion, ModelVersion.id == Image.model_version_id)
+            .outerjoin(Prediction, prediction_join(version))
+            .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
             .outerjoin(corrected, corrected.c.image_id == Image.id)
-            .outerjoin(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true())))
-    stmt = apply_filter(stmt, f or ImageFilter(), predictions_joined=True).order_by(Image.captured_at, Image.id)
+            .outerjoin(Heatmap, heatmap_join(version)))
+    stmt = apply_filter(stmt, f, predictions_joined=True).order_by(Image.captured_at, Image.id)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
         flags: dict[int, list[str]] = {}
         ids = [r.id for r in rows]
         for start in range(0, len(ids), 900):
             for image_id, rule, value, threshold in conn.execute(
-                    select(Flag.image_id, Flag.rule, Flag.value, Flag.threshold)
+                    select(Flag.image_id, Flag.rule, Flag.value, Flag.threshold).join(Image, flag_of(version))
                     .where(Flag.image_id.in_(ids[start:start + 900])).order_by(Flag.image_id, Flag.rule)):
                 flags.setdefault(image_id, []).append(f"{rule}={value:.4g} (threshold {threshold:.4g})"
                                                       if value is not None and threshold is not None else rule)

@@ -27,6 +27,7 @@ from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.codec import decode_heatmap
 from db.labels import corrected_labels, effective_correct
 from db.models import Flag, Heatmap, Image, ModelVersion, Prediction
+from db.versions import flag_of, heatmap_join, prediction_join
 
 CHUNK = 2000
 
@@ -63,8 +64,8 @@ def _query(after_id: int) -> Select:
                    Heatmap.extent, *[getattr(Heatmap, c) for c in HEATMAP_KEYS],
                    *[getattr(Image, c) for c in IMAGE_PROPERTY_COLUMNS], Image.camera_model, Image.pruned_at)
             .outerjoin(ModelVersion, ModelVersion.id == Image.model_version_id)
-            .outerjoin(Prediction, Prediction.image_id == Image.id)
-            .outerjoin(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
+            .outerjoin(Prediction, prediction_join(None))
+            .outerjoin(Heatmap, heatmap_join(None))
             .outerjoin(corrected, corrected.c.image_id == Image.id)
             .where(Image.id > after_id, Image.status.in_(("ok", "error")))
             .order_by(Image.id).limit(CHUNK))
@@ -80,7 +81,7 @@ def iter_rows(engine: Engine, *, with_heatmap: bool) -> Iterator[dict[str, Any]]
                 return
             flags: dict[int, list[str]] = {}
             ids = [m["image_id"] for m in batch]
-            for image_id, rule in conn.execute(select(Flag.image_id, Flag.rule).where(
+            for image_id, rule in conn.execute(select(Flag.image_id, Flag.rule).join(Image, flag_of(None)).where(
                     Flag.image_id >= ids[0], Flag.image_id <= ids[-1])):
                 flags.setdefault(image_id, []).append(rule)
         for m in batch:

@@ -39,6 +39,7 @@ from db.export import image_columns, iter_rows
 from db.models import DriftResult, Flag, Image, ModelVersion, Prediction, Reference, Review
 from db.queries import AnySelect, ImageFilter, apply_filter
 from db.queries_images import flag_severity
+from db.versions import flag_of, prediction_join
 
 PAGE = 5000
 
@@ -105,7 +106,7 @@ def _review_rows(engine: Engine, options: ExportOptions) -> Iterator[dict[str, A
                                Review.created_at, Prediction.class_index, Prediction.confidence,
                                ModelVersion.class_names, (Review.id == latest).label("is_latest"))
                         .select_from(Review).join(Image, Image.id == Review.image_id)
-                        .outerjoin(Prediction, Prediction.image_id == Image.id)
+                        .outerjoin(Prediction, prediction_join(None))
                         .outerjoin(ModelVersion, ModelVersion.id == Image.model_version_id),
                         _image_filter(options), predictions_joined=True)
     for row in _paged(engine, stmt, Review.id):
@@ -132,8 +133,8 @@ def _flag_rows(engine: Engine, options: ExportOptions) -> Iterator[dict[str, Any
                                Flag.value, Flag.threshold, flag_severity().label("severity"), Flag.created_at,
                                Prediction.class_index, Prediction.confidence, ModelVersion.class_names,
                                latest_verdict.label("latest_verdict"), Image.tags)
-                        .select_from(Flag).join(Image, Image.id == Flag.image_id)
-                        .outerjoin(Prediction, Prediction.image_id == Image.id)
+                        .select_from(Flag).join(Image, flag_of(None))
+                        .outerjoin(Prediction, prediction_join(None))
                         .outerjoin(ModelVersion, ModelVersion.id == Image.model_version_id),
                         _image_filter(options), predictions_joined=True)
     for row in _paged(engine, stmt, Flag.id):

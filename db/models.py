@@ -9,7 +9,10 @@ Conventions:
   the original image (``[0, 1]`` = the whole image, see docs/metrics.md);
 - heatmap bytes are little-endian float16, row-major (see :mod:`db.codec`);
 - rows that belong to an image are deleted with it (``ON DELETE CASCADE``); model versions and
-  references are never deleted implicitly.
+  references are never deleted implicitly;
+- results are keyed by (image, model version[, method, target]): predictions, heatmaps and flags carry
+  ``model_version_id``, so a new model version (a shadow model, ``camwatch reprocess``) never replaces
+  another version's results; ``images.model_version_id`` is the *primary* version that last processed it.
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ class Prediction(Base):
     __tablename__ = "predictions"
 
     image_id: Mapped[int] = mapped_column(_image_fk(), primary_key=True)
-    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
     class_index: Mapped[int] = mapped_column(Integer, index=True)
     confidence: Mapped[float | None] = mapped_column(Float)  # NULL when the model output was not finite
     topk_indices: Mapped[list[int]] = mapped_column(JSON)
@@ -220,12 +223,13 @@ class Heatmap(HeatmapStatColumns, Base):
 
     __tablename__ = "heatmaps"
     __table_args__ = (
-        UniqueConstraint("image_id", "method", "target_class"),
+        UniqueConstraint("image_id", "model_version_id", "method", "target_class"),
         _one_of("state", HEATMAP_STATES),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(_image_fk())
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     method: Mapped[str] = mapped_column(String(32))
     target_class: Mapped[int] = mapped_column(Integer)
     target_layer: Mapped[str] = mapped_column(String(200))
@@ -241,13 +245,15 @@ class Heatmap(HeatmapStatColumns, Base):
 
 
 class Flag(Base):
-    """An image flagged by a rule (``rule`` is a stable key, e.g. ``'energy_outside'``)."""
+    """An image flagged by a rule (``rule`` is a stable key, e.g. ``'energy_outside'``) on the results of one
+    model version."""
 
     __tablename__ = "flags"
-    __table_args__ = (UniqueConstraint("image_id", "rule"),)
+    __table_args__ = (UniqueConstraint("image_id", "model_version_id", "rule"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(_image_fk())
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     rule: Mapped[str] = mapped_column(String(64), index=True)
     value: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)

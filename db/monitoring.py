@@ -62,14 +62,16 @@ class IndexedImage:
     processed_at: dt.datetime | None
 
 
-def _rows_query() -> Select:
+def _rows_query(model_version_id: int) -> Select:
+    """Rows of the processed images with the results of ``model_version_id`` (results are kept per version)."""
     stat_cols = [getattr(Heatmap, c) for c in HEATMAP_KEYS]
     image_cols = [getattr(Image, c) for c in (*IMAGE_KEYS, *CATEGORIES)]  # image properties, camera model
     return (select(Image.id, Image.captured_at, Prediction.class_index, Prediction.confidence, Prediction.labels,
                    Heatmap.raw_max, Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w,
                    Heatmap.data, *stat_cols, *image_cols)
-            .join(Prediction, Prediction.image_id == Image.id)
-            .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
+            .join(Prediction, (Prediction.image_id == Image.id) & (Prediction.model_version_id == model_version_id))
+            .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary
+                  & (Heatmap.model_version_id == model_version_id))
             .where(Image.status == "ok"))
 
 
@@ -90,7 +92,7 @@ def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow
 
 def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> tuple[list[int], list[StatRow]]:
     """The :class:`StatRow` of the given processed images of a model version (ids in result order)."""
-    base = _rows_query().where(Image.model_version_id == model_version_id)
+    base = _rows_query(model_version_id)
     out_ids: list[int] = []
     out_rows: list[StatRow] = []
     for start in range(0, len(ids), _IN_CHUNK):
@@ -103,7 +105,8 @@ def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> 
 def reference_rows(conn: Connection, reference_id: int) -> tuple[list[int], list[StatRow]]:
     """The :class:`StatRow` of a reference's member images."""
     member_ids = select(ReferenceMember.image_id).where(ReferenceMember.reference_id == reference_id)
-    return _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids)))
+    version = conn.execute(select(Reference.model_version_id).where(Reference.id == reference_id)).scalar_one()
+    return _stat_rows(conn, _rows_query(version).where(Image.id.in_(member_ids)))
 
 
 def image_slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> dict[str, list[int]]:
@@ -125,8 +128,9 @@ def processed_index(engine: Engine, model_version_id: int) -> list[IndexedImage]
     results of pruned windows stay as computed), in capture-time order (ties by id)."""
     with engine.connect() as conn:
         rows = conn.execute(select(Image.id, Image.captured_at, Image.processed_at)
-                            .where(Image.status == "ok", Image.model_version_id == model_version_id,
-                                   Image.pruned_at.is_(None))
+                            .join(Prediction, (Prediction.image_id == Image.id)
+                                  & (Prediction.model_version_id == model_version_id))
+                            .where(Image.status == "ok", Image.pruned_at.is_(None))
                             .order_by(Image.captured_at, Image.id)).all()
     return [IndexedImage(*r) for r in rows]
 
@@ -148,7 +152,7 @@ def reference_name(model_version_id: int, method: str) -> str:
 
 def _choose_members(conn: Connection, rule: ReferenceSettings, model_version_id: int) -> list[int] | None:
     """Member ids by the settings' rule, or None while the rule cannot be satisfied yet."""
-    base = _rows_query().with_only_columns(Image.id).where(Image.model_version_id == model_version_id)
+    base = _rows_query(model_version_id).with_only_columns(Image.id)
     if rule.kind == "first_n":
         ids = conn.execute(base.order_by(Image.captured_at, Image.id).limit(rule.first_n)).scalars().all()
         return list(ids) if len(ids) >= rule.first_n else None

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Engine, Select, String, and_, cast, func, select, true
+from sqlalchemy import BigInteger, Engine, Select, String, and_, cast, func, select
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 
@@ -47,6 +47,7 @@ from db.models import (
     ReferenceStat,
 )
 from db.models_ops import WorkerHeartbeat
+from db.versions import heatmap_join, of_version, prediction_join
 
 TIME_UNITS: tuple[str, ...] = ("hour", "day")
 #: Engine values stored with the prediction; the other engine values are columns of ``heatmaps``.
@@ -60,13 +61,16 @@ _SQLITE_BUCKET_LENGTH = {"hour": 13, "day": 10}
 
 @dataclass(frozen=True)
 class ImageFilter:
-    """Which images a query looks at: capture time in ``[start, end)``, predicted class, one tag value."""
+    """Which images a query looks at: capture time in ``[start, end)``, predicted class, one tag value; and
+    whose results: those of ``model_version_id`` (None: each image's own primary version, see
+    :mod:`db.versions`)."""
 
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     class_index: int | None = None
     tag_key: str | None = None
     tag_value: str | None = None
+    model_version_id: int | None = None
 
 
 def statistic_column(name: str) -> QueryableAttribute[Any]:
@@ -115,7 +119,7 @@ def apply_filter(stmt: AnySelect, f: ImageFilter, *, predictions_joined: bool) -
         stmt = stmt.where(Image.captured_at < f.end)
     if f.class_index is not None:
         if not predictions_joined:
-            stmt = stmt.join(Prediction, Prediction.image_id == Image.id)
+            stmt = stmt.join(Prediction, prediction_join(f.model_version_id))
         stmt = stmt.where(Prediction.class_index == f.class_index)
     if f.tag_key is not None and f.tag_value is not None:
         stmt = stmt.join(ImageTag, and_(ImageTag.image_id == Image.id, tag_key_is(f.tag_key),
@@ -178,9 +182,11 @@ def status_counts(engine: Engine, f: ImageFilter | None = None) -> dict[str, int
 def flagged_count(engine: Engine, f: ImageFilter | None = None) -> int:
     """Images with at least one flag, among images matching ``f``. Starts from the flagged images (a small
     share) and checks each against ``f``, so the cost does not grow with the length of the time range."""
-    flagged = select(Flag.image_id).distinct().subquery("flagged")
-    stmt = apply_filter(select(func.count()).select_from(flagged).join(Image, Image.id == flagged.c.image_id),
-                        f or ImageFilter(), predictions_joined=False)
+    f = f or ImageFilter()
+    flagged = select(Flag.image_id, Flag.model_version_id).distinct().subquery("flagged")
+    stmt = apply_filter(select(func.count()).select_from(flagged).join(Image, and_(
+        Image.id == flagged.c.image_id, of_version(flagged.c.model_version_id, f.model_version_id))),
+                        f, predictions_joined=False)
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
 
@@ -200,10 +206,11 @@ def label_accuracy(engine: Engine, f: ImageFilter | None = None) -> tuple[int, i
     ``predictions.correct`` is set when the sidecar or annotation gave a label that names a model class."""
     corrected = corrected_labels()
     correct = effective_correct(corrected)
+    f = f or ImageFilter()
     stmt = apply_filter(select(func.count(correct), func.count().filter(correct.is_(True)))
-                        .select_from(Image).join(Prediction, Prediction.image_id == Image.id)
+                        .select_from(Image).join(Prediction, prediction_join(f.model_version_id))
                         .outerjoin(corrected, corrected.c.image_id == Image.id)
-                        .where(correct.is_not(None)), f or ImageFilter(), predictions_joined=True)
+                        .where(correct.is_not(None)), f, predictions_joined=True)
     with engine.connect() as conn:
         labelled, correct = conn.execute(stmt).one()
     return int(labelled), int(correct)
@@ -255,9 +262,9 @@ def stat_time_series(engine: Engine, statistics: Sequence[str], unit: str, f: Im
     bucket = time_bucket(Image.captured_at, unit, engine.dialect.name).label("bucket")
     inner = (select(bucket, *[c.label(name) for c, name in zip(columns, statistics, strict=True)])
              .select_from(Image)
-             .join(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true())))
+             .join(Heatmap, heatmap_join(f.model_version_id)))
     if needs_prediction:
-        inner = inner.join(Prediction, Prediction.image_id == Image.id)
+        inner = inner.join(Prediction, prediction_join(f.model_version_id))
     if per_mille < 1000:
         inner = inner.where(hash_sample(per_mille))
     sub = apply_filter(inner, f, predictions_joined=needs_prediction).subquery()
@@ -273,7 +280,7 @@ def class_mix(engine: Engine, unit: str, f: ImageFilter, per_mille: int = 1000) 
     """Images per time bucket and predicted class: columns bucket, class_index, images (of the hash sample
     when ``per_mille < 1000``, see :func:`stat_time_series`)."""
     bucket = time_bucket(Image.captured_at, unit, engine.dialect.name).label("bucket")
-    rows = select(bucket, Prediction.class_index).select_from(Image).join(Prediction, Prediction.image_id == Image.id)
+    rows = select(bucket, Prediction.class_index).select_from(Image).join(Prediction, prediction_join(f.model_version_id))
     if per_mille < 1000:
         rows = rows.where(hash_sample(per_mille))
     sub = apply_filter(rows, f, predictions_joined=True).subquery()
@@ -298,11 +305,14 @@ class ReferenceInfo:
     n_images: int
 
 
-def current_reference(engine: Engine) -> ReferenceInfo | None:
-    """The most recently built reference (or, when none is built yet, the newest one)."""
+def current_reference(engine: Engine, model_version_id: int | None = None) -> ReferenceInfo | None:
+    """The most recently built reference (of ``model_version_id`` when given; or, when none is built yet,
+    the newest one)."""
     stmt = (select(Reference.id, Reference.name, Reference.kind, Reference.method, Reference.model_version_id,
                    Reference.built_at, Reference.n_images)
             .order_by(Reference.built_at.is_(None), Reference.built_at.desc(), Reference.id.desc()).limit(1))
+    if model_version_id is not None:
+        stmt = stmt.where(Reference.model_version_id == model_version_id)
     with engine.connect() as conn:
         row = conn.execute(stmt).one_or_none()
     return None if row is None else ReferenceInfo(**row._mapping)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, and_, case, func, select, true
+from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.sql import ColumnElement
 
 from camwatch.conventions import REVIEW_STATUSES, UNREVIEWED
@@ -38,6 +38,7 @@ from db.models import (
 )
 from db.queries import RAW_COLUMNS, AnySelect, ImageFilter, apply_filter
 from db.session import dialect_insert, write_transaction
+from db.versions import flag_of, heatmap_join, prediction_join
 
 
 def flag_severity() -> ColumnElement[Any]:
@@ -64,8 +65,9 @@ def _gallery_statement(g: GalleryFilter) -> AnySelect:
     if g.review is not None and g.review not in REVIEW_STATUSES:
         raise ValueError(f"unknown review status {g.review!r}; expected one of {REVIEW_STATUSES}")
     # Start from the images (capture-time range), then their flags: cheaper than grouping every flag.
+    version = g.images.model_version_id
     per_image = (select(Flag.image_id, func.max(flag_severity()).label("severity"), func.count().label("n_flags"))
-                 .select_from(Image).join(Flag, Flag.image_id == Image.id))
+                 .select_from(Image).join(Flag, flag_of(version)))
     if g.rule is not None:
         per_image = per_image.where(Flag.rule == g.rule)
     sev = apply_filter(per_image, g.images, predictions_joined=False).group_by(Flag.image_id).subquery("sev")
@@ -75,7 +77,7 @@ def _gallery_statement(g: GalleryFilter) -> AnySelect:
                    sev.c.severity, sev.c.n_flags, Review.verdict.label("review"), func.count().over().label("total"))
             .select_from(sev)
             .join(Image, Image.id == sev.c.image_id)
-            .join(Prediction, Prediction.image_id == Image.id)
+            .join(Prediction, prediction_join(version))
             .outerjoin(latest, latest.c.image_id == Image.id)
             .outerjoin(Review, Review.id == latest.c.review_id))
     if g.review == UNREVIEWED:
@@ -108,12 +110,13 @@ def flag_rules(engine: Engine) -> list[str]:
         return [str(r) for r in conn.execute(select(Flag.rule).group_by(Flag.rule).order_by(Flag.rule)).scalars()]
 
 
-def flags_of(engine: Engine, image_ids: Sequence[int]) -> pd.DataFrame:
-    """Flags of the given images: image_id, rule, value, threshold, severity, most severe first."""
+def flags_of(engine: Engine, image_ids: Sequence[int], model_version_id: int | None = None) -> pd.DataFrame:
+    """Flags of the given images (on the results of ``model_version_id``, default: each image's own
+    version): image_id, rule, value, threshold, severity, most severe first."""
     if not image_ids:
         return pd.DataFrame(columns=["image_id", "rule", "value", "threshold", "severity"])
     sev = flag_severity().label("severity")
-    stmt = (select(Flag.image_id, Flag.rule, Flag.value, Flag.threshold, sev)
+    stmt = (select(Flag.image_id, Flag.rule, Flag.value, Flag.threshold, sev).join(Image, flag_of(model_version_id))
             .where(Flag.image_id.in_(list(image_ids))).order_by(Flag.image_id, sev.desc()))
     with engine.connect() as conn:
         result = conn.execute(stmt)
@@ -159,21 +162,24 @@ def _view(row: Any) -> ImageView:
         target_class=row.target_class, is_primary=row.is_primary is not False)
 
 
-def image_views(engine: Engine, image_ids: Sequence[int]) -> dict[int, ImageView]:
-    """Drawing data of the given images with their primary heatmaps (missing ids are left out)."""
+def image_views(engine: Engine, image_ids: Sequence[int], model_version_id: int | None = None
+                ) -> dict[int, ImageView]:
+    """Drawing data of the given images with their primary heatmaps of ``model_version_id`` (default: each
+    image's own version; missing ids are left out)."""
     if not image_ids:
         return {}
     stmt = (select(*_view_columns())
-            .outerjoin(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true()))
+            .outerjoin(Heatmap, heatmap_join(model_version_id))
             .where(Image.id.in_(list(image_ids))))
     with engine.connect() as conn:
         return {row.id: _view(row) for row in conn.execute(stmt)}
 
 
-def heatmap_views(engine: Engine, image_id: int) -> list[ImageView]:
-    """Drawing data of every stored heatmap of one image (e.g. the predicted class's and the label's), the
-    primary first, then in storage order."""
-    stmt = (select(*_view_columns()).join(Heatmap, Heatmap.image_id == Image.id).where(Image.id == image_id)
+def heatmap_views(engine: Engine, image_id: int, model_version_id: int | None = None) -> list[ImageView]:
+    """Drawing data of every stored heatmap of one image and model version (default: the image's own), e.g.
+    the predicted class's and the label's, the primary first, then in storage order."""
+    stmt = (select(*_view_columns()).join(Heatmap, heatmap_join(model_version_id, primary=False))
+            .where(Image.id == image_id)
             .order_by(Heatmap.is_primary.desc(), Heatmap.id))
     with engine.connect() as conn:
         return [_view(row) for row in conn.execute(stmt)]
@@ -194,20 +200,23 @@ class ImageDetail:
     reference_ids: list[int]
 
 
-def image_detail(engine: Engine, image_id: int) -> ImageDetail | None:
-    """Details of image ``image_id``, or None when there is no such image."""
+def image_detail(engine: Engine, image_id: int, model_version_id: int | None = None) -> ImageDetail | None:
+    """Details of image ``image_id`` with the results of ``model_version_id`` (default: the image's own
+    primary version), or None when there is no such image."""
     image_columns = [c for c in Image.__table__.columns if c.name != "thumbnail"]
     heatmap_columns = [c for c in Heatmap.__table__.columns if c.name != "data"]
     with engine.connect() as conn:
         image = conn.execute(select(*image_columns).where(Image.id == image_id)).mappings().one_or_none()
         if image is None:
             return None
-        prediction = conn.execute(select(*Prediction.__table__.columns).where(Prediction.image_id == image_id)) \
-            .mappings().one_or_none()
-        heatmaps = [dict(r) for r in conn.execute(select(*heatmap_columns).where(Heatmap.image_id == image_id)
-                                                  .order_by(Heatmap.is_primary.desc(), Heatmap.id)).mappings()]
+        version = image["model_version_id"] if model_version_id is None else model_version_id
+        prediction = conn.execute(select(*Prediction.__table__.columns).where(
+            Prediction.image_id == image_id, Prediction.model_version_id == version)).mappings().one_or_none()
+        heatmaps = [dict(r) for r in conn.execute(select(*heatmap_columns).where(
+            Heatmap.image_id == image_id, Heatmap.model_version_id == version)
+            .order_by(Heatmap.is_primary.desc(), Heatmap.id)).mappings()]
         names = conn.execute(select(ModelVersion.class_names)
-                             .where(ModelVersion.id == image["model_version_id"])).scalar_one_or_none()
+                             .where(ModelVersion.id == version)).scalar_one_or_none()
         tags = {r.key: r.value for r in conn.execute(select(ImageTag.key, ImageTag.value)
                                                      .where(ImageTag.image_id == image_id))}
         result = conn.execute(select(Review.id, Review.verdict, Review.note, Review.reviewer, Review.created_at)
@@ -219,7 +228,7 @@ def image_detail(engine: Engine, image_id: int) -> ImageDetail | None:
     return ImageDetail(
         image=dict(image), prediction=None if prediction is None else dict(prediction),
         heatmap=primary[0] if primary else None, other_heatmaps=[h for h in heatmaps if not h["is_primary"]],
-        class_names=[str(n) for n in names or []], tags=tags, flags=flags_of(engine, [image_id]),
+        class_names=[str(n) for n in names or []], tags=tags, flags=flags_of(engine, [image_id], version),
         reviews=reviews, reference_ids=references)
 
 
@@ -263,8 +272,8 @@ def iter_heatmaps(engine: Engine, f: ImageFilter, *, chunk_rows: int = 5000,
     decoded in bulk (one :func:`db.codec.decode_heatmap` call per grid and chunk). At most ``limit`` rows
     (the earliest captured) when given."""
     stmt: AnySelect = (select(Prediction.class_index, Heatmap.grid_h, Heatmap.grid_w, Heatmap.data).select_from(Image)
-            .join(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true(), Heatmap.state == "ok"))
-            .join(Prediction, Prediction.image_id == Image.id))
+            .join(Heatmap, and_(heatmap_join(f.model_version_id), Heatmap.state == "ok"))
+            .join(Prediction, prediction_join(f.model_version_id)))
     stmt = apply_filter(stmt, f, predictions_joined=True)
     if limit is not None:
         stmt = stmt.order_by(Image.captured_at).limit(limit)  # the capture-time index's order: no sort

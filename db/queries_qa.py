@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, func, select, true
+from sqlalchemy import Engine, and_, func, select
 
 from camwatch.conventions import ALL_CLASSES, ALL_IMAGES
 from camwatch.statistics.registry import CATEGORIES, UNKNOWN_CATEGORY
@@ -26,6 +26,7 @@ from db.queries import (
     tag_key_is,
     time_bucket,
 )
+from db.versions import heatmap_join, prediction_join
 
 
 def drift_matrix(engine: Engine, reference_id: int, window_kind: str, class_index: int = ALL_CLASSES,
@@ -73,8 +74,8 @@ def bias_sample(engine: Engine, key: str, statistics: Sequence[str], f: ImageFil
                    effective_correct(corrected).label("correct"), *columns)
             .select_from(Image)
             .join(ImageTag, and_(ImageTag.image_id == Image.id, tag_key_is(key)))
-            .join(Prediction, Prediction.image_id == Image.id)
-            .join(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true()))
+            .join(Prediction, prediction_join(f.model_version_id))
+            .join(Heatmap, heatmap_join(f.model_version_id))
             .outerjoin(corrected, corrected.c.image_id == Image.id))
     if per_mille < 1000:
         stmt = stmt.where(hash_sample(per_mille))

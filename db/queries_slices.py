@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, case, func, literal, select, true
+from sqlalchemy import Engine, and_, case, func, literal, select
 
 from db.models import Flag, Heatmap, Image, ImageTag, Prediction
 from db.queries import ImageFilter, apply_filter, capture_range, hash_sample, statistic_column, tag_key_is
+from db.versions import heatmap_join, of_version, prediction_join
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ def slice_summary(engine: Engine, key: str, f: ImageFilter) -> pd.DataFrame:
         counted = apply_filter(select(ImageTag.value, func.count().label("images")).select_from(Image)
                                .join(ImageTag, and_(ImageTag.image_id == Image.id, tag_key_is(key))),
                                f, predictions_joined=False).group_by(ImageTag.value)
-    flagged_ids = select(Flag.image_id).distinct().subquery("flagged_ids")
+    flagged_ids = select(Flag.image_id, Flag.model_version_id).distinct().subquery("flagged_ids")
     flagged = apply_filter(select(ImageTag.value, func.count().label("flagged")).select_from(flagged_ids)
-                           .join(Image, Image.id == flagged_ids.c.image_id)
+                           .join(Image, and_(Image.id == flagged_ids.c.image_id,
+                                             of_version(flagged_ids.c.model_version_id, f.model_version_id)))
                            .join(ImageTag, and_(ImageTag.image_id == Image.id, tag_key_is(key))),
                            f, predictions_joined=False).group_by(ImageTag.value)
     with engine.connect() as conn:
@@ -91,10 +93,10 @@ def slice_sample(engine: Engine, key: str, statistic: str, f: ImageFilter, per_m
                    case((Heatmap.state == "ok", Heatmap.data), else_=None).label("data"))
             .select_from(Image)
             .join(ImageTag, and_(ImageTag.image_id == Image.id, tag_key_is(key)))
-            .join(Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary == true())))
+            .join(Heatmap, heatmap_join(f.model_version_id)))
     needs_prediction = statistic == "confidence" or f.class_index is not None
     if needs_prediction:
-        stmt = stmt.join(Prediction, Prediction.image_id == Image.id)
+        stmt = stmt.join(Prediction, prediction_join(f.model_version_id))
     if per_mille < 1000:
         stmt = stmt.where(hash_sample(per_mille))
     stmt = apply_filter(stmt, f, predictions_joined=needs_prediction)

@@ -92,6 +92,20 @@ class FlagRecord:
 
 
 @dataclass(frozen=True)
+class VersionResult:
+    """One model version's results for one image: what a shadow model (``ImageResult.shadows``) or
+    ``camwatch reprocess`` (:func:`db.results.write_version_results`) writes. ``heatmap`` is the primary map
+    of that version; ``flags`` are evaluated on its statistics."""
+
+    model_version_id: int
+    prediction: PredictionRecord
+    heatmap: HeatmapRecord | None = None
+    extra_heatmaps: list[HeatmapRecord] = field(default_factory=list)
+    flags: list[FlagRecord] = field(default_factory=list)
+    image_id: int | None = None  # set by reprocess; a shadow result belongs to its ImageResult
+
+
+@dataclass(frozen=True)
 class ImageResult:
     """Everything the worker learned about one claimed image, written by :func:`db.results.complete_batch`.
 
@@ -99,6 +113,9 @@ class ImageResult:
     the capture time the scanner registered (e.g. EXIF read during decoding); ``warnings`` say what was
     ignored or replaced (a malformed sidecar, an implausible capture time). ``properties`` maps names of
     :data:`camwatch.statistics.registry.IMAGE_PROPERTY_COLUMNS` to values; ``camera_model`` is from EXIF.
+    ``model_version_id`` is the primary model's version (its prediction, heatmaps and flags are the fields
+    here); ``shadows`` are the results of the other models the worker runs on the same image (shadow mode),
+    written in the same transaction under their own versions.
     """
 
     image_id: int
@@ -121,6 +138,7 @@ class ImageResult:
     extra_heatmaps: list[HeatmapRecord] = field(default_factory=list)  # other targets (is_primary False)
     properties: dict[str, float | None] = field(default_factory=dict)
     camera_model: str | None = None
+    shadows: list[VersionResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,16 @@ from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.codec import encode_heatmap
 from db.limits import bounded
 from db.models import Flag, Heatmap, Image, ImageTag, Prediction
-from db.records import HeatmapRecord, ImageResult, PredictionRecord
+from db.records import FlagRecord, HeatmapRecord, ImageResult, PredictionRecord, VersionResult
 from db.session import write_transaction
 from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
 _RESULT_STATUSES = ("ok", "error")
-# Tables holding per-image results, replaced as a whole when an image is written.
-_ChildTable = type[ImageTag] | type[Prediction] | type[Heatmap] | type[Flag]
+_IN_CHUNK = 900  # ids per IN (...) list: under SQLite's bound-parameter limit
+# Tables holding per-(image, model version) results, replaced per pair when an image is written.
+_ChildTable = type[Prediction] | type[Heatmap] | type[Flag]
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -37,33 +38,42 @@ def _finite_or_none(value: float | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _validate_maps(image_id: int, heatmap: HeatmapRecord | None, extra: Sequence[HeatmapRecord]) -> None:
+    maps = ([] if heatmap is None else [heatmap]) + list(extra)
+    for h in maps:
+        if h.state not in HEATMAP_STATES:
+            raise ValueError(f"image {image_id}: heatmap state must be one of {HEATMAP_STATES}, got {h.state!r}")
+        unknown = set(h.stats) - set(HEATMAP_KEYS)
+        if unknown:
+            raise ValueError(f"image {image_id}: unknown heatmap statistics {sorted(unknown)}; "
+                             "expected names from camwatch.statistics.registry.HEATMAP_KEYS")
+    if heatmap is not None and not heatmap.is_primary:
+        raise ValueError(f"image {image_id}: the heatmap of a result must be the primary heatmap")
+    if any(h.is_primary for h in extra):
+        raise ValueError(f"image {image_id}: extra heatmaps cannot be primary")
+    keys = [(h.method, int(h.target_class)) for h in maps]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"image {image_id}: two heatmaps with the same method and target class "
+                         f"{sorted(keys)} (the table is unique on image, model version, method and target class)")
+
+
 def _validate(result: ImageResult) -> None:
     if result.status not in _RESULT_STATUSES:
         raise ValueError(f"image {result.image_id}: result status must be one of {_RESULT_STATUSES}, "
                          f"got {result.status!r}")
+    versions = [result.model_version_id, *(v.model_version_id for v in result.shadows)]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"image {result.image_id}: a model version appears twice among its results {versions}")
+    for shadow in result.shadows:
+        _validate_maps(result.image_id, shadow.heatmap, shadow.extra_heatmaps)
+    _validate_maps(result.image_id, result.heatmap, result.extra_heatmaps)
     maps = ([] if result.heatmap is None else [result.heatmap]) + list(result.extra_heatmaps)
-    for heatmap in maps:
-        if heatmap.state not in HEATMAP_STATES:
-            raise ValueError(f"image {result.image_id}: heatmap state must be one of {HEATMAP_STATES}, "
-                             f"got {heatmap.state!r}")
-        unknown = set(heatmap.stats) - set(HEATMAP_KEYS)
-        if unknown:
-            raise ValueError(f"image {result.image_id}: unknown heatmap statistics {sorted(unknown)}; "
-                             "expected names from camwatch.statistics.registry.HEATMAP_KEYS")
     unknown = set(result.properties) - set(IMAGE_PROPERTY_COLUMNS)
     if unknown:
         raise ValueError(f"image {result.image_id}: unknown image properties {sorted(unknown)}; expected names "
                          "from camwatch.statistics.registry.IMAGE_PROPERTY_COLUMNS")
-    if result.heatmap is not None and not result.heatmap.is_primary:
-        raise ValueError(f"image {result.image_id}: ImageResult.heatmap must be the primary heatmap")
-    if any(h.is_primary for h in result.extra_heatmaps):
-        raise ValueError(f"image {result.image_id}: extra heatmaps cannot be primary")
-    keys = [(h.method, int(h.target_class)) for h in maps]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"image {result.image_id}: two heatmaps with the same method and target class "
-                         f"{sorted(keys)} (the table is unique on image, method and target class)")
-    if (result.prediction is not None or maps) and result.model_version_id is None:
-        raise ValueError(f"image {result.image_id}: a prediction or heatmap needs model_version_id")
+    if (result.prediction is not None or maps or result.flags) and result.model_version_id is None:
+        raise ValueError(f"image {result.image_id}: a prediction, heatmap or flag needs model_version_id")
 
 
 def _prediction_row(image_id: int, model_version_id: int, p: PredictionRecord) -> dict[str, Any]:
@@ -75,12 +85,12 @@ def _prediction_row(image_id: int, model_version_id: int, p: PredictionRecord) -
             "labels": None if p.labels is None else [int(c) for c in p.labels]}
 
 
-def _heatmap_row(image_id: int, h: HeatmapRecord) -> dict[str, Any]:
+def _heatmap_row(image_id: int, model_version_id: int, h: HeatmapRecord) -> dict[str, Any]:
     native = h.native
     if native.ndim != 2:
         raise ValueError(f"image {image_id}: heatmap must be 2-D (rows, cols), got shape {native.shape}")
     row: dict[str, Any] = {
-        "image_id": image_id, "method": h.method, "target_class": int(h.target_class),
+        "image_id": image_id, "model_version_id": model_version_id, "method": h.method, "target_class": int(h.target_class),
         "target_layer": h.target_layer, "is_primary": h.is_primary, "state": h.state,
         "grid_h": int(native.shape[0]), "grid_w": int(native.shape[1]),
         "extent": [_finite_or_none(v) for v in h.extent], "data": encode_heatmap(native),
@@ -134,9 +144,10 @@ def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult
     """Write the results of a claimed batch in ONE transaction; returns the number of images written.
 
     Only images still 'processing' and claimed by ``worker_id`` are written; an image whose lease was
-    taken over by another worker is skipped (and logged), so nothing is written twice. Any earlier
-    tags, prediction, heatmaps and flags of a written image are replaced (a re-processed image keeps
-    only its newest results; heatmaps computed on demand for the old state are dropped with them).
+    taken over by another worker is skipped (and logged), so nothing is written twice. A written image's
+    tags are replaced, and so are its prediction, heatmaps and flags *of the model versions written*
+    (the primary's and the shadows'; heatmaps computed on demand for the old state are dropped with them);
+    the results of other model versions are kept.
     Texts are fitted to their columns first (:func:`db.limits.bounded`), on every database.
     """
     for result in results:
@@ -147,16 +158,13 @@ def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult
     ordered = sorted(results, key=lambda r: r.image_id)  # a fixed lock order across workers
     # Child rows are built (and heatmaps encoded, which may refuse a map) before the transaction starts.
     now = utcnow()
-    children: dict[_ChildTable, list[dict[str, Any]]] = {ImageTag: [], Prediction: [], Heatmap: [], Flag: []}
+    tags = [{"image_id": r.image_id, "key": k, "value": v} for r in ordered for k, v in r.tags.items()]
+    versioned = _VersionRows()
     for r in ordered:
-        children[ImageTag] += [{"image_id": r.image_id, "key": k, "value": v} for k, v in r.tags.items()]
-        if r.prediction is not None and r.model_version_id is not None:
-            children[Prediction].append(_prediction_row(r.image_id, r.model_version_id, r.prediction))
-        if r.heatmap is not None:
-            children[Heatmap].append(_heatmap_row(r.image_id, r.heatmap))
-        children[Heatmap] += [_heatmap_row(r.image_id, h) for h in r.extra_heatmaps]
-        children[Flag] += [{"image_id": r.image_id, "rule": f.rule, "value": _finite_or_none(f.value),
-                            "threshold": _finite_or_none(f.threshold), "created_at": now} for f in r.flags]
+        if r.model_version_id is not None:
+            versioned.add(r.image_id, r.model_version_id, r.prediction, r.heatmap, r.extra_heatmaps, r.flags, now)
+        for v in r.shadows:
+            versioned.add(r.image_id, v.model_version_id, v.prediction, v.heatmap, v.extra_heatmaps, v.flags, now)
 
     with write_transaction(engine) as conn:
         written = _still_claimed(conn, worker_id, [r.image_id for r in ordered])
@@ -171,9 +179,75 @@ def complete_batch(engine: Engine, worker_id: str, results: Sequence[ImageResult
                         worker_id, len(skipped), skipped)
         if not written:
             return 0
-        for table, rows in children.items():
-            conn.execute(delete(table).where(table.image_id.in_(sorted(written))))
-            mine = [row for row in rows if row["image_id"] in written]
+        conn.execute(delete(ImageTag).where(ImageTag.image_id.in_(sorted(written))))
+        mine = [row for row in tags if row["image_id"] in written]
+        if mine:
+            conn.execute(insert(ImageTag), mine)
+        versioned.write(conn, written)
+    return len(written)
+
+
+class _VersionRows:
+    """The prediction, heatmap and flag rows of (image, model version) pairs, written as a whole: the earlier
+    rows of exactly those pairs are replaced, other versions' results of the same image are kept."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[int, int]] = []
+        self.rows: dict[_ChildTable, list[dict[str, Any]]] = {Prediction: [], Heatmap: [], Flag: []}
+
+    def add(self, image_id: int, version: int, prediction: PredictionRecord | None, heatmap: HeatmapRecord | None,
+            extra: Sequence[HeatmapRecord], flags: Sequence[FlagRecord], now: dt.datetime) -> None:
+        self.pairs.append((image_id, version))
+        if prediction is not None:
+            self.rows[Prediction].append(_prediction_row(image_id, version, prediction))
+        maps = ([] if heatmap is None else [heatmap]) + list(extra)
+        self.rows[Heatmap] += [_heatmap_row(image_id, version, h) for h in maps]
+        self.rows[Flag] += [{"image_id": image_id, "model_version_id": version, "rule": f.rule,
+                             "value": _finite_or_none(f.value), "threshold": _finite_or_none(f.threshold),
+                             "created_at": now} for f in flags]
+
+    def write(self, conn: Connection, images: set[int]) -> None:
+        by_version: dict[int, list[int]] = {}
+        for image_id, version in self.pairs:
+            if image_id in images:
+                by_version.setdefault(version, []).append(image_id)
+        for table, rows in self.rows.items():
+            for version, ids in sorted(by_version.items()):
+                for start in range(0, len(ids), _IN_CHUNK):
+                    conn.execute(delete(table).where(table.model_version_id == version,
+                                                     table.image_id.in_(sorted(ids)[start:start + _IN_CHUNK])))
+            mine = [row for row in rows if row["image_id"] in images]
             if mine:
                 conn.execute(insert(table), mine)
-    return len(written)
+
+
+def write_version_results(engine: Engine, results: Sequence[VersionResult]) -> int:
+    """Write one model version's results of images already processed (``camwatch reprocess``) in ONE
+    transaction; returns how many were written.
+
+    Only the (image, version) rows given are replaced: the images' own state (status, primary version,
+    tags) and every other version's results stay, so a rerun replaces its own rows and counts nothing
+    twice. Images deleted meanwhile are skipped.
+    """
+    for v in results:
+        if v.image_id is None:
+            raise ValueError("a reprocessed result needs image_id")
+        _validate_maps(v.image_id, v.heatmap, v.extra_heatmaps)
+    keys = [(v.image_id, v.model_version_id) for v in results]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the results list an (image, model version) more than once")
+    now = utcnow()
+    versioned = _VersionRows()
+    for v in results:
+        assert v.image_id is not None
+        versioned.add(v.image_id, v.model_version_id, v.prediction, v.heatmap, v.extra_heatmaps, v.flags, now)
+    ids = sorted({image_id for image_id, _ in keys if image_id is not None})
+    with write_transaction(engine) as conn:
+        present: set[int] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            query = select(Image.id).where(Image.id.in_(ids[start:start + _IN_CHUNK])).order_by(Image.id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            present |= set(conn.execute(query).scalars())
+        versioned.write(conn, present)
+    return len(present)

@@ -31,6 +31,7 @@ from db.queries import AnySelect, ImageFilter, apply_filter, tag_key_is
 from db.queries_images import GalleryFilter, _gallery_statement
 from db.session import dialect_insert, session_scope, write_transaction
 from db.types import utcnow
+from db.versions import flag_of, of_version
 from db.writes import add_review
 
 #: Queue orders: key -> label.
@@ -147,8 +148,9 @@ def record_verdict(engine: Engine, *, image_id: int, verdict: str, reviewer: str
 def newest_flagged_image(engine: Engine, f: ImageFilter | None = None) -> int | None:
     """The most recently captured flagged image matching ``f`` (walks the capture-time index from the end
     until a flagged image: a few rows when a few percent of the images are flagged)."""
-    stmt = apply_filter(select(Image.id).where(Image.id.in_(select(Flag.image_id))), f or ImageFilter(),
-                        predictions_joined=False).order_by(Image.captured_at.desc(), Image.id.desc()).limit(1)
+    f = f or ImageFilter()
+    flagged = select(Flag.image_id).where(of_version(Flag.model_version_id, f.model_version_id))
+    stmt = apply_filter(select(Image.id).where(Image.id.in_(flagged)), f, predictions_joined=False).order_by(Image.captured_at.desc(), Image.id.desc()).limit(1)
     with engine.connect() as conn:
         found = conn.execute(stmt).scalar_one_or_none()
     return None if found is None else int(found)
@@ -166,7 +168,7 @@ def reviewed_flags(engine: Engine, f: ImageFilter | None = None, tag_key: str | 
     stmt = (select(*columns).select_from(latest)
             .join(Review, Review.id == latest.c.review_id)
             .join(Flag, Flag.image_id == latest.c.image_id)
-            .join(Image, Image.id == Flag.image_id))
+            .join(Image, flag_of((f or ImageFilter()).model_version_id)))
     if tag_key is not None:
         stmt = stmt.add_columns(ImageTag.value.label("slice")).outerjoin(
             ImageTag, and_(ImageTag.image_id == Image.id, tag_key_is(tag_key)))
@@ -181,8 +183,9 @@ def reviewed_flags(engine: Engine, f: ImageFilter | None = None, tag_key: str | 
 
 def flagged_per_rule(engine: Engine, f: ImageFilter | None = None) -> dict[str, int]:
     """Flagged images per rule among images matching ``f``."""
-    stmt = apply_filter(select(Flag.rule, func.count()).select_from(Flag).join(Image, Image.id == Flag.image_id),
-                        f or ImageFilter(), predictions_joined=False).group_by(Flag.rule)
+    f = f or ImageFilter()
+    stmt = apply_filter(select(Flag.rule, func.count()).select_from(Flag).join(Image, flag_of(f.model_version_id)),
+                        f, predictions_joined=False).group_by(Flag.rule)
     with engine.connect() as conn:
         return {str(rule): int(n) for rule, n in conn.execute(stmt)}
 

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from db.faults import DatabaseUnavailable
-from worker.commands import dashboard, drift, explain, export, hash_password, prune, run, submit
+from worker.commands import dashboard, drift, explain, export, hash_password, prune, reprocess, run, submit
 
-COMMANDS = (run, explain, export, drift, prune, dashboard, submit, hash_password)
+COMMANDS = (run, explain, export, drift, prune, reprocess, dashboard, submit, hash_password)
 
 
 def build_parser() -> argparse.ArgumentParser:

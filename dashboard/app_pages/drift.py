@@ -29,6 +29,7 @@ from dashboard.widgets import (
     param_index,
     require_data,
     sample_note,
+    selected_version,
     series_rate,
     slice_picker,
     time_filter,
@@ -53,7 +54,7 @@ from db.queries_qa import category_series, drift_matrix
 st.title("Drift")
 settings = config().settings
 require_data()
-reference = query(current_reference)
+reference = query(current_reference, selected_version())
 kinds = query(drift_window_kinds, reference.id) if reference is not None else []
 tested = query(drift_statistics, reference.id, kinds[0]) if reference is not None and kinds else []
 choices = list(dict.fromkeys([*settings.drift.statistics, *tested]))
@@ -164,7 +165,7 @@ if latest is None:
 # Time windows are half-open [start, end); count windows name their first and last capture (closed).
 closing = dt.timedelta(microseconds=1) if parse_window_kind(window_kind)[0] == "count" else dt.timedelta(0)
 window = ImageFilter(start=latest["window_start"].to_pydatetime(), end=latest["window_end"].to_pydatetime() + closing,
-                     tag_key=tag[0], tag_value=tag[1])
+                     tag_key=tag[0], tag_value=tag[1], model_version_id=f.model_version_id)
 grid = ref_maps[ALL_CLASSES][0].shape if ALL_CLASSES in ref_maps else None
 current = query(window_mean_heatmaps, window, grid)
 st.caption(f"Window {window.start:%Y-%m-%d %H:%M} – {window.end:%Y-%m-%d %H:%M} UTC; each map is normalised to "

@@ -14,7 +14,16 @@ from dashboard.figures import class_label, number
 from dashboard.images import gallery_pictures
 from dashboard.literal import md
 from dashboard.state import config, engine, query
-from dashboard.widgets import ANY, class_picker, names, require_data, slice_picker, time_filter, with_filters
+from dashboard.widgets import (
+    ANY,
+    class_picker,
+    names,
+    require_data,
+    selected_version,
+    slice_picker,
+    time_filter,
+    with_filters,
+)
 from db.queries_images import (
     GalleryFilter,
     flag_rules,
@@ -59,8 +68,8 @@ if len(rows) == 0:
     st.info(f"Page {page_number} is past the end: there are {pages} pages.")
     st.stop()
 ids = rows["image_id"].tolist()
-flags = query(flags_of, ids)
-pictures = query(gallery_pictures, ids, cfg.source_roots)
+flags = query(flags_of, ids, selected_version())
+pictures = query(gallery_pictures, ids, cfg.source_roots, selected_version())
 class_names = names()
 grid = st.columns(COLUMNS)
 for i, row in enumerate(rows.itertuples()):

@@ -22,7 +22,7 @@ from dashboard.literal import md
 from dashboard.live import live_section
 from dashboard.params import MAX_ID, id_param
 from dashboard.state import clear_cache, config, engine, query
-from dashboard.widgets import require_data, time_filter
+from dashboard.widgets import require_data, selected_version, time_filter
 from db.audit import add_to_reference, audit_trail
 from db.queries import current_reference
 from db.queries_images import image_detail, statistics_of
@@ -49,7 +49,7 @@ if opened_newest:
 image_id = int(image_id)
 if str(image_id) != requested:
     st.query_params["image"] = str(image_id)
-detail = query(image_detail, image_id)
+detail = query(image_detail, image_id, selected_version())
 if detail is None:
     st.error(f"There is no image with id {image_id}.")
     st.stop()
@@ -63,7 +63,7 @@ if image["error"]:
 for warning in image.get("warnings") or []:
     st.warning(md(warning), icon=":material/info:")
 
-pictures = query(detail_pictures, image_id, cfg.source_roots)
+pictures = query(detail_pictures, image_id, cfg.source_roots, selected_version())
 c1, c2, c3 = st.columns(3)
 for column, title, picture in ((c1, "Picture", pictures.picture), (c2, "Overlay", pictures.overlay),
                                (c3, "Heatmap", pictures.heatmap)):
@@ -79,7 +79,7 @@ if detail.other_heatmaps:  # every stored map: e.g. the predicted class's and th
     st.subheader("Stored heatmaps")
     st.caption("One heatmap per explained class. The primary one (the predicted class, or the label with "
                "`--target label`) drives the statistics, flags and drift; the others are kept for comparison.")
-    stored = query(stored_heatmap_pictures, image_id, cfg.source_roots)
+    stored = query(stored_heatmap_pictures, image_id, cfg.source_roots, model_version_id=selected_version())
     by_class = {h["target_class"]: h for h in [detail.heatmap, *detail.other_heatmaps] if h is not None}
     for column, (view, picture) in zip(st.columns(max(1, len(stored))), stored, strict=False):
         with column:
@@ -160,14 +160,14 @@ with st.form("review", clear_on_submit=True):
                                        label_index=right_label if label is not None else None)
             clear_cache()
             st.success(f"Review {review_id} saved.")
-            detail = query(image_detail, image_id)
+            detail = query(image_detail, image_id, selected_version())
 if detail is not None and len(detail.reviews):
     st.dataframe(detail.reviews.assign(verdict=detail.reviews["verdict"].map(lambda v: VERDICTS[v].label if v in VERDICTS else v)), hide_index=True,
                  width="stretch")
 else:
     st.caption("No review yet.")
 
-reference = query(current_reference)
+reference = query(current_reference, selected_version())
 if reference is not None:
     member = reference.id in (detail.reference_ids if detail else [])
     if member:

@@ -15,6 +15,7 @@ from dashboard.widgets import (
     format_age,
     require_data,
     sample_note,
+    selected_version,
     series_rate,
     share,
     time_filter,
@@ -70,7 +71,7 @@ else:
     st.caption("No image finished processing in the last 24 hours.")
 
 statistics = [s for s in settings.drift.statistics if s in STATISTICS]
-reference = query(current_reference)
+reference = query(current_reference, selected_version())
 references: dict[str, figures.Reference] = {}
 drifted: dict[str, bool] = {}
 st.subheader("Drift against the reference")

@@ -22,7 +22,15 @@ from dashboard.images import detail_pictures
 from dashboard.literal import md
 from dashboard.review_ui import exports_section, facts, precision_section, reference_map, reference_picture
 from dashboard.state import clear_cache, config, engine, query
-from dashboard.widgets import ANY, require_data, selected_range, slice_picker, time_filter, with_filters
+from dashboard.widgets import (
+    ANY,
+    require_data,
+    selected_range,
+    selected_version,
+    slice_picker,
+    time_filter,
+    with_filters,
+)
 from db.queries import current_reference, reference_heatmaps
 from db.queries_images import flag_rules, image_detail
 from db.queries_slices import tag_keys
@@ -129,12 +137,12 @@ elif claimed.image_id is None:
 else:
     keep_claim()
     image_id = int(claimed.image_id)
-    detail = query(image_detail, image_id)
+    detail = query(image_detail, image_id, selected_version())
     assert detail is not None  # a claimed image exists
     class_names = detail.class_names
     predicted = detail.prediction["class_index"] if detail.prediction else None
     left, middle, right = st.columns([5, 5, 4])
-    pictures = query(detail_pictures, image_id, cfg.source_roots)
+    pictures = query(detail_pictures, image_id, cfg.source_roots, selected_version())
     with left:
         st.markdown(f"**#{image_id}: where the model looked**")
         if pictures.overlay is not None:
@@ -143,7 +151,7 @@ else:
         else:
             st.caption("No heatmap or picture stored for this image.")
     with middle:
-        reference = query(current_reference)
+        reference = query(current_reference, selected_version())
         found = reference_map(query(reference_heatmaps, reference.id), predicted) if reference else None
         if found is None:
             st.caption("No reference yet: nothing to compare with.")

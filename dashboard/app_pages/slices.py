@@ -24,6 +24,7 @@ from dashboard.widgets import (
     options_or_stop,
     param_index,
     require_data,
+    selected_version,
     time_filter,
     with_filters,
 )
@@ -113,7 +114,7 @@ statistic: str = st.selectbox("Statistic", choices, index=param_index("statistic
                               key="slices_statistic", format_func=lambda s: STATISTICS[s].label)
 definition = STATISTICS[statistic]
 st.caption(f"**{definition.label}**: `{definition.formula}`. {definition.description}")
-reference = query(current_reference)
+reference = query(current_reference, selected_version())
 result = query(slice_analysis, key, statistic, f, summary, None if reference is None else reference.id)
 detail = result.table
 drifted = detail[detail["ref_drifted"].fillna(False).astype(bool)]

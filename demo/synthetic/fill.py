@@ -247,7 +247,8 @@ def _rows(lo: int, chunk: _Chunk, plan: _Plan, acc: Accumulator, thumbs: list[by
             "confidence": float(p.confidence[i]), "topk_indices": indices, "topk_probs": probs,
             "topk_logits": logits, "correct": None if label is None else label == int(p.cls[i])})
         heatmap: dict[str, Any] = {
-            "image_id": image_id, "method": "gradcam", "target_class": int(p.cls[i]),
+            "image_id": image_id, "model_version_id": model_version_id, "method": "gradcam",
+            "target_class": int(p.cls[i]),
             "target_layer": "features.head", "is_primary": True, "state": "ok", "grid_h": sm.GRID,
             "grid_w": sm.GRID, "extent": [0.0, 0.0, 1.0, 1.0],
             "data": blobs[i * map_bytes:(i + 1) * map_bytes], "raw_max": raw_max[i], "raw_sum": raw_sum[i],
@@ -255,7 +256,7 @@ def _rows(lo: int, chunk: _Chunk, plan: _Plan, acc: Accumulator, thumbs: list[by
         heatmap.update({name: _finite(values[i]) for name, values in stat_columns.items()})
         rows[Heatmap].append(heatmap)
     processed_at = {r["id"]: r["processed_at"] for r in rows[Image]}
-    rows[Flag] = [{"image_id": lo + i + 1, "rule": rule, "value": value, "threshold": threshold,
+    rows[Flag] = [{"image_id": lo + i + 1, "model_version_id": model_version_id, "rule": rule, "value": value, "threshold": threshold,
                    "created_at": processed_at[lo + i + 1]} for i, rule, value, threshold in flag_rows]
     acc.add_flagged(lo, sorted(flagged))
     return rows

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from db.events import EventFound, EventOutcome, event_metadata, register_events, settled_images
-from db.models import Flag, Image, Sighting
+from db.models import Flag, Image, ModelVersion, Sighting
 from db.queue_status import QueueReport, backlog_summary, queue_backlog, write_queue_status
 from db.registry import register_file
 from db.session import session_scope, write_transaction
@@ -126,8 +126,11 @@ def test_settled_images_and_their_flags(engine: Engine) -> None:
         conn.execute(update(Image).where(Image.id == ids[0]).values(status="ok"))
         conn.execute(update(Image).where(Image.id == ids[1]).values(status="error", error="bad"))
         conn.execute(update(Image).where(Image.id == ids[2]).values(status="processing"))
-        conn.execute(Flag.__table__.insert().values(image_id=ids[0], rule="energy_outside", value=0.9,
-                                                    threshold=0.5, created_at=T0))
+        mv = conn.execute(insert(ModelVersion).values(
+            fingerprint="f" * 64, spec="tiny", num_classes=2, class_names=["a", "b"], input_size=[8, 8],
+            preprocessing={}, target_layer="l", method="gradcam").returning(ModelVersion.id)).scalar_one()
+        conn.execute(Flag.__table__.insert().values(image_id=ids[0], model_version_id=mv, rule="energy_outside",
+                                                    value=0.9, threshold=0.5, created_at=T0))
     assert settled_images(engine, ids) == {ids[0]: True, ids[1]: False}
     with write_transaction(engine) as conn:
         conn.execute(delete(Image).where(Image.id == ids[3]))

@@ -75,7 +75,7 @@ def test_an_image_keeps_its_primary_and_label_heatmaps_and_its_positive_labels(e
     with session_scope(engine) as s:
         rows = s.execute(select(Heatmap).order_by(Heatmap.target_class)).scalars().all()
         assert [(h.target_class, h.is_primary, h.centroid_x) for h in rows] == [(0, True, 0.25), (1, False, 0.75)]
-        prediction = s.get(Prediction, image_id)
+        prediction = s.get(Prediction, (image_id, mv))
         assert prediction is not None and prediction.labels == [0, 1]
         version = s.get(ModelVersion, mv)
         assert version is not None

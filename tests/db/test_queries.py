@@ -108,7 +108,7 @@ def _fill(engine: Engine) -> None:
             rows[Prediction].append({"image_id": i, "model_version_id": 1, "class_index": cls,
                                      "confidence": confidence, "topk_indices": [cls], "topk_probs": [confidence],
                                      "topk_logits": [1.0], "correct": {1: True, 2: False, 3: True}.get(i)})
-            rows[Heatmap].append({"image_id": i, "method": "gradcam", "target_class": cls, "target_layer": "l",
+            rows[Heatmap].append({"image_id": i, "model_version_id": 1, "method": "gradcam", "target_class": cls, "target_layer": "l",
                                   "is_primary": True, "state": "ok", "grid_h": 2, "grid_w": 2,
                                   "extent": [0, 0, 1, 1], "data": encode_heatmap(MAPS[i]), "border_energy": border,
                                   "cam_box_x0": 0.1, "cam_box_y0": 0.2, "cam_box_x1": 0.5, "cam_box_y1": 1.0})
@@ -118,7 +118,7 @@ def _fill(engine: Engine) -> None:
             input_size=[32, 32], preprocessing={}, target_layer="l", method="gradcam", created_at=DAY1))
         for table, values in rows.items():
             conn.execute(insert(table), values)
-        conn.execute(insert(Flag), [{"image_id": i, "rule": r, "value": v, "threshold": t, "created_at": NOW}
+        conn.execute(insert(Flag), [{"image_id": i, "model_version_id": 1, "rule": r, "value": v, "threshold": t, "created_at": NOW}
                                     for i, r, v, t in FLAGS])
         conn.execute(insert(Review), [
             {"id": 1, "image_id": 3, "verdict": "false_alarm", "created_at": NOW},

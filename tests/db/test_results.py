@@ -93,7 +93,7 @@ def test_complete_batch_writes_every_part(engine: Engine) -> None:
         assert image.region == ok.region and image.tags == {"camera": "c3", "site": "north"}
         tags = s.execute(select(ImageTag.key, ImageTag.value).where(ImageTag.image_id == ok.image_id)).all()
         assert sorted(tuple(t) for t in tags) == [("camera", "c3"), ("site", "north")]
-        prediction = s.get(Prediction, ok.image_id)
+        prediction = s.get(Prediction, (ok.image_id, mv))
         assert prediction is not None
         assert (prediction.class_index, prediction.confidence, prediction.topk_probs, prediction.correct) == \
             (1, 0.8, [0.8, 0.15, 0.05], True)
@@ -228,6 +228,6 @@ def test_non_finite_model_outputs_are_stored_as_null(engine: Engine) -> None:
                               topk_logits=[nan, float("inf")])
     assert complete_batch(engine, "w1", [dataclasses.replace(_result(claimed.id, mv), prediction=broken)]) == 1
     with session_scope(engine) as s:
-        stored = s.get(Prediction, claimed.id)
+        stored = s.get(Prediction, (claimed.id, mv))
         assert stored is not None
         assert (stored.confidence, stored.topk_probs, stored.topk_logits) == (None, [None, None], [None, None])

@@ -60,3 +60,12 @@ def random_images(n: int, size: tuple[int, int] = (48, 40), seed: int = 0) -> li
 def build() -> tuple[nn.Module, dict]:
     """Factory for ``python:`` model specs: :class:`TinyNet` at 32x32."""
     return TinyNet(num_classes=5, seed=0), {"size": [32, 32]}
+
+
+#: A second version of the tiny model (other seeded weights): shadow mode and version comparisons.
+TINY_V2_SPEC = "python:tests/support/models.py:build_v2"
+
+
+def build_v2() -> tuple[nn.Module, dict]:
+    """Factory of :data:`TINY_V2_SPEC`: :class:`TinyNet` with other weights, same classes and size."""
+    return TinyNet(num_classes=5, seed=1), {"size": [32, 32]}

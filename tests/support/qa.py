@@ -86,7 +86,8 @@ def seed_images(engine: Engine, n: int, *, start: dt.datetime = T0, step: dt.tim
                                  "topk_probs": [0.9, 0.1], "topk_logits": [2.0, 0.0],
                                  "correct": True if labelled else None})
         heatmap: dict[str, object] = {
-            "image_id": image_id, "method": "gradcam", "target_class": k % 3, "target_layer": "features",
+            "image_id": image_id, "model_version_id": mv, "method": "gradcam", "target_class": k % 3,
+            "target_layer": "features",
             "is_primary": True, "state": "ok", "grid_h": 7, "grid_w": 7, "extent": [0.0, 0.0, 1.0, 1.0],
             "data": encode_heatmap(np.outer(np.arange(1, 8), np.arange(1, 8)).astype(np.float32)),
             "raw_max": 49.0, "raw_sum": 784.0, "target_logit": 2.0}
@@ -94,7 +95,8 @@ def seed_images(engine: Engine, n: int, *, start: dt.datetime = T0, step: dt.tim
         heatmap.update({"cam_box_x0": 0.5, "cam_box_y0": 0.0, "cam_box_x1": 1.0, "cam_box_y1": 0.5})
         rows[Heatmap].append(heatmap)
         if flagged:
-            rows[Flag].append({"image_id": image_id, "rule": rule, "value": flag_values[k],  # type: ignore[index]
+            rows[Flag].append({"image_id": image_id, "model_version_id": mv, "rule": rule,
+                               "value": flag_values[k],  # type: ignore[index]
                                "threshold": threshold, "created_at": captured})
     with write_transaction(engine) as conn:
         for table, values in rows.items():

@@ -16,10 +16,16 @@ MODEL_KEYS = ("model", "weights", "classes", "num_classes", "trust_pickle", "met
               "preprocess", "batch_size", "head", "head_threshold")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, *, repeatable: bool = False) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="model spec: efficientnet_lite0 | torchvision:<arch> | timm:<name> | "
-                                    "hf:<directory saved with save_pretrained> | python:<module>:<factory>")
+    spec_help = ("model spec: efficientnet_lite0 | torchvision:<arch> | timm:<name> | "
+                 "hf:<directory saved with save_pretrained> | python:<module>:<factory>")
+    if repeatable:
+        g.add_argument("--model", action="append", help=f"{spec_help}; repeat it for shadow mode: the first is the "
+                                                         "primary (and takes --weights/--classes/--num-classes), "
+                                                         "the others are shadow models sharing the other options")
+    else:
+        g.add_argument("--model", help=spec_help)
     g.add_argument("--weights", type=Path, help="state dict (.pt/.pth, weights_only) or .safetensors "
                                                 "(torchvision: and timm: specs)")
     g.add_argument("--classes", type=Path, help="class names: one per line, or a JSON list")
@@ -38,6 +44,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="camwatch.toml (default: ./camwatch.toml when present)")
 
 
+def shadow_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings overrides of a repeatable ``--model``: the one model (no shadow models), or, given twice or
+    more, the ``models`` list of shadow mode (the first primary, with the command line's weights and classes)."""
+    specs: list[str] = list(args.model or [])
+    if not specs:
+        return {"model": None}
+    if len(specs) == 1:  # the command line's one model wins over a [[models]] list of the settings
+        return {"model": specs[0], "models": []}
+    primary = {"model": specs[0], "primary": True, "weights": args.weights, "classes": args.classes,
+               "num_classes": args.num_classes}
+    return {"model": specs[0], "models": [primary, *({"model": spec} for spec in specs[1:])]}
+
+
 def settings_from(args: argparse.Namespace, keys: Sequence[str]) -> Settings:
-    """Settings with the given command-line options (``None`` = not given) on top of env, TOML, defaults."""
-    return load_settings(getattr(args, "config", None), **{k: getattr(args, k, None) for k in keys})
+    """Settings with the given command-line options (``None`` = not given) on top of env, TOML, defaults;
+    a repeated ``--model`` is shadow mode (:func:`shadow_overrides`)."""
+    values = {k: getattr(args, k, None) for k in keys}
+    if isinstance(values.get("model"), list):
+        values.update(shadow_overrides(args))
+    return load_settings(getattr(args, "config", None), **values)

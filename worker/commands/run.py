@@ -8,7 +8,7 @@ from pathlib import Path
 
 from camwatch.heads import TARGET_MODES
 from camwatch.settings import load_settings
-from worker.commands.common import MODEL_KEYS, add_model_args
+from worker.commands.common import MODEL_KEYS, add_model_args, shadow_overrides
 
 RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds",
             "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts", "target")
@@ -21,8 +21,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_structured_logging(args.verbose)
     queue = {k: v for k, v in (("spool_dir", args.spool_dir), ("max_in_flight", args.max_in_flight),
                                ("claim_timeout_seconds", args.claim_timeout)) if v is not None}
-    settings = load_settings(args.config, **{k: getattr(args, k) for k in (*MODEL_KEYS, *RUN_KEYS)},
-                             queue=queue or None)  # merged into [queue] of the file and the environment
+    values = {k: getattr(args, k) for k in (*MODEL_KEYS, *RUN_KEYS)} | shadow_overrides(args)
+    settings = load_settings(args.config, **values, queue=queue or None)  # merged into [queue] of the file and the environment
     if not settings.source:
         raise ValueError("no source: pass --source DIR|redis://...|mqtt://... (or set CAMWATCH_SOURCE / source "
                          "in camwatch.toml)")
@@ -63,5 +63,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGET_MODES,
                    help="class to explain: top1 (default), label (the image's known label, else top-1), or both "
                         "(two heatmaps when the label is known and differs)")
-    add_model_args(p)
+    add_model_args(p, repeatable=True)
     p.set_defaults(func=cmd_run)

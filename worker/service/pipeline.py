@@ -14,10 +14,16 @@ budget on its own forms a chunk of one). The files are read confined to their so
 bytes checked against the registered sha256 (:mod:`worker.service.intake`).
 Which classes are explained (``target``: top-1, the known label, or both as two heatmaps) is
 :mod:`worker.service.targets`.
+
+Shadow mode: each context of ``shadows`` is another model (its engine, model version, reference) run on the
+same decoded chunk after the primary; its results go into the image's ``shadows`` and are committed in the
+same transaction. A shadow model that fails on an image costs that image only a warning (the primary's
+result stands); the image is never explained twice by the same model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -33,7 +39,7 @@ from camwatch.monitoring.flags import FlagConfig, evaluate_flags
 from camwatch.monitoring.reference import ReferenceSummary
 from camwatch.regions import ObjectRegion
 from camwatch.statistics.heatmap import StatsConfig, compute_statistics
-from db.records import ClaimedImage, FileFound, FlagRecord, ImageResult, PredictionRecord
+from db.records import ClaimedImage, FileFound, FlagRecord, ImageResult, PredictionRecord, VersionResult
 from db.types import utcnow
 from worker.cam.engine import CamEngine, CamResult
 from worker.service.intake import ContentChanged, read_claimed
@@ -65,6 +71,8 @@ class PipelineContext:
     #: By image id: what a queue event carried about the image (replaces its sidecars); set per batch.
     event_annotations: dict[int, Annotations] = field(default_factory=dict)
     target: str = "top1"  # top1 | label | both (camwatch.heads)
+    #: Shadow mode: the other models, each a context of its own (engine, model version, reference).
+    shadows: list[PipelineContext] = field(default_factory=list)
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -163,7 +171,8 @@ def _capture_time(item: _Decoded, ctx: PipelineContext) -> tuple[dt.datetime, li
     return moment, warnings
 
 
-def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult:
+def _version(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> VersionResult:
+    """One model's results of an image: prediction, heatmaps with their statistics, flags."""
     d = item.image
     stats = compute_statistics(cam.heatmap, d.width, d.height, extent=cam.extent, region=item.region,
                                config=ctx.stats)
@@ -172,7 +181,21 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
              for other in cam.extra]
     outcomes = evaluate_flags(stats.values, confidence=cam.confidence, class_index=cam.predicted_class,
                               native_heatmap=cam.heatmap, reference=ctx.reference, config=ctx.flags)
-    flags = [FlagRecord(o.rule, o.value, o.threshold) for o in outcomes if o.flagged]
+    label_index = ctx.label_index(item.notes.label)
+    return VersionResult(
+        model_version_id=ctx.model_version_id,
+        prediction=PredictionRecord(
+            class_index=cam.predicted_class, confidence=cam.confidence, topk_indices=cam.topk_indices,
+            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits, labels=cam.labels,
+            correct=is_correct(label_index, cam.predicted_class, cam.labels)),
+        heatmap=heatmap_record(cam, stats), extra_heatmaps=extra,
+        flags=[FlagRecord(o.rule, o.value, o.threshold) for o in outcomes if o.flagged])
+
+
+def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult:
+    d = item.image
+    version = _version(item, cam, ctx)
+    flags = version.flags
     label_index = ctx.label_index(item.notes.label)
     want_thumb = ctx.thumbnails == "all" or (ctx.thumbnails == "flagged" and flags)
     captured, time_warnings = _capture_time(item, ctx)
@@ -183,13 +206,8 @@ def _result(item: _Decoded, cam: CamResult, ctx: PipelineContext) -> ImageResult
         captured_at=captured, label=item.notes.label, label_index=label_index,
         region=item.region.to_json() if item.region is not None else None,
         tags=dict(item.notes.tags), thumbnail=make_thumbnail(d.image) if want_thumb else None,
-        model_version_id=ctx.model_version_id,
-        prediction=PredictionRecord(
-            class_index=cam.predicted_class, confidence=cam.confidence, topk_indices=cam.topk_indices,
-            topk_probs=cam.topk_probs, topk_logits=cam.topk_logits, labels=cam.labels,
-            correct=is_correct(label_index, cam.predicted_class, cam.labels)),
-        heatmap=heatmap_record(cam, stats), extra_heatmaps=extra,
-        flags=flags, properties=dict(image_properties(d.image)), camera_model=d.camera_model,
+        model_version_id=ctx.model_version_id, prediction=version.prediction, heatmap=version.heatmap,
+        extra_heatmaps=version.extra_heatmaps, flags=flags, properties=dict(image_properties(d.image)), camera_model=d.camera_model,
         warnings=[*d.warnings, *item.notes.warnings, *time_warnings],
     )
 
@@ -224,6 +242,29 @@ def _finish(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, Imag
             results[item.claim.id] = _result(item, cam, ctx)
         except Exception as exc:  # e.g. a sidecar mask whose size does not fit the image
             results[item.claim.id] = failed(item.claim, "statistics", exc)
+    done = [item for item in chunk if item.claim.id in results and results[item.claim.id].status == "ok"]
+    for shadow in ctx.shadows:
+        _shadow(done, shadow, results)
+
+
+def _shadow(chunk: list[_Decoded], shadow: PipelineContext, results: dict[int, ImageResult]) -> None:
+    """A shadow model's results of the images the primary explained, added to their ``shadows``; a failure
+    becomes a warning of the image (the primary's result stands)."""
+    failures: dict[int, ImageResult] = {}
+    notes: dict[int, str] = {}
+    for item, cam in _model(chunk, shadow, failures) if chunk else []:
+        try:
+            version = _version(item, cam, shadow)
+        except Exception as exc:  # this image's shadow result is left out, said in its warnings
+            notes[item.claim.id] = explain_failure(exc)
+            continue
+        result = results[item.claim.id]
+        results[item.claim.id] = dataclasses.replace(result, shadows=[*result.shadows, version])
+    notes.update({image_id: r.error or "failed" for image_id, r in failures.items()})
+    for image_id, reason in notes.items():
+        result = results[image_id]
+        warning = f"shadow model version {shadow.model_version_id} left out: {reason}"[:_REASON_CHARS]
+        results[image_id] = dataclasses.replace(result, warnings=[*result.warnings, warning])
 
 
 def process_batch(claims: Sequence[ClaimedImage], ctx: PipelineContext) -> BatchOutcome:

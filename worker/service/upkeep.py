@@ -58,6 +58,8 @@ class Upkeep:
             return
         self._last_check = now
         ctx.flags = self.flag_config()
+        for shadow in ctx.shadows:  # shadow mode: the same thresholds for every model
+            shadow.flags = ctx.flags
         self._maybe_prune()
 
     def _maybe_prune(self) -> None:

@@ -21,6 +21,7 @@ retried whole forever.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
+from sqlalchemy import Engine
 from tqdm import tqdm
 
 from camwatch.conventions import REFERENCE_SOURCE
@@ -70,6 +72,17 @@ from worker.sources.sidecars import AnnotationConfig
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def register_engine(db: Engine, cam: CamEngine, target: str) -> int:
+    """The model version of ``cam`` (created on first use)."""
+    loaded = cam.loaded
+    with session_scope(db, write=True) as session:
+        return get_or_create_model_version(
+            session, spec=loaded.spec, weights_sha256=loaded.weights_sha256, num_classes=loaded.num_classes,
+            class_names=loaded.class_names, input_size=list(loaded.preprocessing.size),
+            preprocessing=loaded.preprocessing.to_json(), target_layer=cam.target_layer, method=cam.method.key,
+            head=loaded.head, head_threshold=loaded.head_threshold, target_mode=target)
 SCAN_CHUNK = 200  # files hashed and registered per transaction
 
 
@@ -77,9 +90,11 @@ class Worker:
     """The monitoring loop. The constructor does no I/O; :meth:`bootstrap` connects, migrates, loads the
     model and registers it; :meth:`work` bootstraps when needed, loops, and tears down in ``finally``."""
 
-    def __init__(self, settings: Settings, *, engine: CamEngine | None = None) -> None:
+    def __init__(self, settings: Settings, *, engine: CamEngine | None = None,
+                 shadow_engines: list[CamEngine] | None = None) -> None:
         self.settings = settings
         self.cam: CamEngine | None = engine
+        self._shadow_engines = shadow_engines  # tests: engines of the shadow models (else built from settings)
         self.instance_id = uuid.uuid4().hex  # this process: its claims carry it (recovery, not pids)
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{self.instance_id[:6]}"
         self.sources: list[Source] = []
@@ -89,7 +104,7 @@ class Worker:
         self._bootstrapped = False
         self._stop_requests = 0
         self._batches_since_drift = 0
-        self._last_drift: dt.datetime | None = None
+        self._last_drift: dict[int, dt.datetime] = {}  # model version -> when its drift was last brought up to date
         self._last_beat = self._last_recovery = 0.0
         self._started = time.monotonic()
         self._claimed = 0  # size of the batch in hand (its claims are released or expired at teardown)
@@ -113,19 +128,18 @@ class Worker:
         self.db = make_engine(settings.db, busy_timeout_seconds=settings.db_busy_timeout_seconds)
         self._db_watch = SqliteFileWatch(self.db)
         self._with_db(lambda: upgrade(self.db), "upgrading the schema")
-        cam = self.cam = self.cam or build_engine(settings)
+        per_model = settings.model_settings()  # shadow mode: the primary first, then the shadow models
+        cam = self.cam = self.cam or build_engine(per_model[0])
         loaded = cam.loaded
-
-        def register_model() -> int:
-            with session_scope(self.db, write=True) as session:
-                return get_or_create_model_version(
-                    session, spec=loaded.spec, weights_sha256=loaded.weights_sha256,
-                    num_classes=loaded.num_classes, class_names=loaded.class_names,
-                    input_size=list(loaded.preprocessing.size), preprocessing=loaded.preprocessing.to_json(),
-                    target_layer=cam.target_layer, method=cam.method.key, head=loaded.head,
-                    head_threshold=loaded.head_threshold, target_mode=settings.target)
-
-        self.model_version_id = self._with_db(register_model, "registering the model version")
+        shadows = self._shadow_engines if self._shadow_engines is not None else [
+            build_engine(s) for s in per_model[1:]]
+        self.model_version_id = self._with_db(lambda: register_engine(self.db, cam, settings.target),
+                                              "registering the model version")
+        shadow_versions = [self._with_db(lambda e=e: register_engine(self.db, e, settings.target),  # type: ignore[misc]
+                                         "registering a shadow model version") for e in shadows]
+        if len(set([self.model_version_id, *shadow_versions])) != 1 + len(shadow_versions):
+            raise ValueError("shadow mode: two of the configured models are the same model version (same spec, "
+                             "weights, method and layer); each model must differ")
 
         def known() -> dict[str, tuple[int, int]]:
             with session_scope(self.db) as session:
@@ -145,6 +159,11 @@ class Worker:
                                          max_coco_bytes=settings.max_coco_bytes, max_boxes=settings.max_boxes),
             flags=settings.flags, thumbnails=settings.thumbnails, max_image_bytes=settings.max_image_bytes,
             max_batch_pixels=settings.max_batch_pixels, target=settings.target)
+        self.ctx.shadows = [dataclasses.replace(self.ctx, engine=e, model_version_id=v, reference=None)
+                            for e, v in zip(shadows, shadow_versions, strict=True)]
+        if shadows:
+            log.info("shadow mode: primary model version %d, shadow versions %s", self.model_version_id,
+                     shadow_versions)
         self._with_db(lambda: wait_for_predecessor(
             self.db, self.worker_id, me=self.instance_id, heartbeat_seconds=settings.heartbeat_seconds,
             dead_after_seconds=settings.dead_after_seconds), "checking the worker id")
@@ -260,15 +279,21 @@ class Worker:
         assert self.cam is not None
         self._batches_since_drift = 0
         try:
-            handle = self._with_db(lambda: ensure_reference(self.db, self.settings.reference, self.model_version_id,
-                                                            self.cam.method.key), "building the reference")  # type: ignore[union-attr]
-            if handle is not None:
-                self.reference = handle
-                self.ctx.reference = handle.summary
-                written = self._with_db(lambda: recompute_drift(self.db, self.settings, handle, self.model_version_id,
-                                                                since=self._last_drift), "recomputing drift")
-                log.info("drift updated: %d results", written)
-                self._last_drift = started
+            written = 0
+            for ctx in (self.ctx, *self.ctx.shadows):  # a reference and drift per model version
+                handle = self._with_db(lambda c=ctx: ensure_reference(  # type: ignore[misc]
+                    self.db, self.settings.reference, c.model_version_id, c.engine.method.key),
+                    "building the reference")
+                if handle is None:  # warm-up: this version's reference is not complete yet, so no drift
+                    continue
+                if ctx is self.ctx:
+                    self.reference = handle
+                ctx.reference = handle.summary
+                written += self._with_db(lambda c=ctx, h=handle: recompute_drift(  # type: ignore[misc]
+                    self.db, self.settings, h, c.model_version_id, since=self._last_drift.get(c.model_version_id)),
+                    "recomputing drift")
+                self._last_drift[ctx.model_version_id] = started
+            log.info("drift updated: %d results", written)
         except DatabaseUnavailable:
             raise
         except Exception:  # monitoring is kept current at the next pass; the images go on

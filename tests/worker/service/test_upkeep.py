@@ -52,7 +52,7 @@ def test_the_worker_stores_image_properties_and_the_camera_model(tmp_path: Path)
 def test_accepted_thresholds_reach_the_pipeline(tmp_path: Path) -> None:
     with migrated_engine("sqlite", tmp_path) as engine:
         upkeep = Upkeep(load_settings(db="sqlite://"), engine, "w1")
-        ctx = SimpleNamespace(flags=None)
+        ctx = SimpleNamespace(flags=None, shadows=[])
         upkeep.tick(ctx, force=True)  # type: ignore[arg-type]
         assert ctx.flags.energy_outside_max == 0.5  # the settings' default
         accept_threshold(engine, rule="energy_outside", value=0.7, previous=0.5, actor="admin", evidence={})
@@ -70,7 +70,7 @@ def test_daily_retention_runs_in_the_background_and_keeps_flagged_images(tmp_pat
         settings = load_settings(db="sqlite://", retention={"older_than_days": 90, "pause_seconds": 0,
                                                             "batch_size": 7})
         upkeep = Upkeep(settings, engine, "w1")
-        ctx = SimpleNamespace(flags=None)
+        ctx = SimpleNamespace(flags=None, shadows=[])
         upkeep.tick(ctx, force=True)  # type: ignore[arg-type]
         assert upkeep._thread is not None
         upkeep._thread.join(60)
