@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, distinct, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
@@ -34,7 +34,7 @@ def drift_facts(engine: Engine, window_kind: str, windows: int) -> list[DriftFac
         if ref is None:
             return []
         mine = and_(DriftResult.reference_id == ref, DriftResult.window_kind == window_kind)
-        starts = conn.execute(select(distinct(DriftResult.window_start)).where(mine)
+        starts = conn.execute(select(DriftResult.window_start).distinct().where(mine)
                               .order_by(DriftResult.window_start.desc()).limit(windows)).scalars().all()
         if not starts:
             return []
