@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from camwatch.alerts.facts import DriftContext, DriftFact, HeartbeatFact, ShareFact, SourceFact
+from camwatch.alerts.rules import drift_strength
 from camwatch.conventions import ALL_CLASSES, ALL_IMAGES, REFERENCE_SOURCE, parse_slice
 from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.models import DriftResult, Flag, Heatmap, Image, ImageTag, Reference, ReferenceMember
@@ -128,8 +129,9 @@ def heartbeat_facts(engine: Engine, now: dt.datetime, forget: dt.timedelta) -> l
 
 @dataclass(frozen=True)
 class DriftGauge:
-    """The newest window's drift of a statistic (every class) in a slice: strength = max score/threshold
-    over its tests (1 = the threshold), drifted = the stored decision of any of them."""
+    """The newest window's drift of a statistic (every class) in a slice: strength = the largest
+    :func:`~camwatch.alerts.rules.drift_strength` of its tests (1 = the threshold), drifted = the stored
+    decision of any of them."""
 
     statistic: str
     slice: str
@@ -143,8 +145,8 @@ def drift_gauges(engine: Engine, window_kind: str, *, slices: bool) -> list[Drif
     for f in drift_facts(engine, window_kind, 1):
         if f.class_index == ALL_CLASSES and (slices or f.slice == ALL_IMAGES):
             newest.setdefault((f.statistic, f.slice), []).append(f)
-    return [DriftGauge(stat, name, max((f.score / f.threshold if f.score is not None and f.threshold else 0.0)
-                                       for f in facts), any(f.drifted for f in facts))
+    return [DriftGauge(stat, name, max(drift_strength(f.test, f.score, f.threshold) for f in facts),
+                       any(f.drifted for f in facts))
             for (stat, name), facts in sorted(newest.items())]
 
 

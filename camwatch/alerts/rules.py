@@ -28,6 +28,7 @@ from typing import Any, Literal
 from camwatch.alerts.config import AlertSettings
 from camwatch.alerts.facts import AlertFacts, DriftFact
 from camwatch.conventions import ALL_CLASSES, ALL_IMAGES
+from camwatch.monitoring.drift import DRIFT_TESTS
 from camwatch.statistics.registry import STATISTICS
 
 Decision = Literal["firing", "ok", "no_data"]
@@ -89,10 +90,21 @@ def _fmt(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def _strength(f: DriftFact) -> float:
-    if f.score is None or not f.threshold:
+def drift_strength(test: str, score: float | None, threshold: float | None) -> float:
+    """A result's score over its threshold on the test's "up is worse" scale
+    (:meth:`camwatch.monitoring.drift.DriftTest.strength`: ``-log10 p`` for p-values, ``1 - r`` for
+    similarities): above 1 beyond the threshold, whatever the test; 0 when unknown."""
+    spec = DRIFT_TESTS.get(test)
+    if score is None or threshold is None or score != score:
         return 0.0
-    return f.score / f.threshold
+    if spec is None:
+        return score / threshold if threshold else 0.0
+    limit = spec.strength(threshold)
+    return spec.strength(score) / limit if limit > 0 else 0.0
+
+
+def _strength(f: DriftFact) -> float:
+    return drift_strength(f.test, f.score, f.threshold)
 
 
 def _drift(facts: AlertFacts, settings: AlertSettings) -> list[Evaluation]:
@@ -132,7 +144,8 @@ def _drift(facts: AlertFacts, settings: AlertSettings) -> list[Evaluation]:
         else:
             text = f"{subject.where}: {label} within its reference in the window of {starts[-1]:%Y-%m-%d %H:%M}"
         out.append(Evaluation("drift", subject, worst.score, worst.threshold, "firing" if firing else "ok", text,
-                              since, {"test": worst.test, "window_start": starts[-1].isoformat(),
+                              since, {"test": worst.test, "strength": round(_strength(worst), 4),
+                                      "window_start": starts[-1].isoformat(),
                                       "window_end": worst.window_end.isoformat(), "drifted_windows": run}))
     return out
 

@@ -52,7 +52,7 @@ def webhook_receiver(path: str = "/hook/s3cr3t-token", status: int = 200, delay:
     receiver = WebhookReceiver(f"http://127.0.0.1:{server.server_port}{path}", status, delay)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             receiver.requests += 1
             if receiver.delay:
@@ -100,7 +100,7 @@ def smtp_server(password: str | None = None) -> Iterator[SmtpSink]:
     sink = SmtpSink(free_port())
 
     class Handler:
-        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
             sink.messages.append(message_from_bytes(envelope.original_content or envelope.content))
             return "250 OK"
 

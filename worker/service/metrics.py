@@ -44,8 +44,8 @@ class WorkerMetrics:
                              "lag + pending of a queue source", ["source"], registry=r)
         self.last_image = Gauge("camwatch_last_image_timestamp_seconds",
                                 "Unix time the newest image was processed (any worker)", registry=r)
-        self.drift_score = Gauge("camwatch_drift_score", "Newest window's drift strength of a statistic: max "
-                                 "score/threshold over its tests (1 = the threshold)", ["statistic", "slice"],
+        self.drift_score = Gauge("camwatch_drift_score", "Newest window's drift strength of a statistic: its "
+                                 "tests' largest score over threshold, up is worse (1 = the threshold)", ["statistic", "slice"],
                                  registry=r)
         self.drift_state = Gauge("camwatch_drift_state", "Newest window's stored drift decision (1 drifted, 0 not)",
                                  ["statistic", "slice"], registry=r)
