@@ -22,6 +22,7 @@ from camwatch.settings import Settings
 from db.alert_facts import claimable_count, drift_gauges, last_image_time
 from db.alerts import firing_counts
 from db.queue_status import backlog_summary
+from db.records import ImageResult
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class WorkerMetrics:
         r = self.registry = CollectorRegistry()
         self.processed = Counter("camwatch_images_processed", "Images processed, by result status (ok, error)",
                                  ["status"], registry=r)
+        self.flagged = Counter("camwatch_images_flagged", "Images processed ok with at least one flag", registry=r)
         self.errors = Counter("camwatch_errors", "Images that failed, by the stage that failed (reason class)",
                               ["reason"], registry=r)
         self.stage = Histogram("camwatch_stage_duration_seconds", "Seconds spent per pipeline stage (read, decode, "
@@ -69,11 +71,12 @@ class WorkerMetrics:
     def stage_error(self, stage: str) -> None:
         self.errors.labels(reason=stage).inc()
 
-    def batch(self, statuses: Sequence[str], write_seconds: float) -> None:
+    def batch(self, results: Sequence[ImageResult], write_seconds: float) -> None:
         for status in ("ok", "error"):
-            n = sum(1 for s in statuses if s == status)
+            n = sum(1 for r in results if r.status == status)
             if n:
                 self.processed.labels(status=status).inc(n)
+        self.flagged.inc(sum(1 for r in results if r.status == "ok" and r.flags))
         self.stage.labels(stage="write").observe(write_seconds)
 
     def notified(self, notifier: str, ok: bool) -> None:

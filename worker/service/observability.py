@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from camwatch.settings import Settings
 from db.faults import DatabaseUnavailable
+from db.records import ImageResult
 from worker.service.alerting import AlertService
 from worker.service.metrics import WorkerMetrics
 from worker.service.pipeline import PipelineContext
@@ -47,9 +48,9 @@ class Observability:
             except Exception:  # a gauge left stale must not stop the monitoring
                 log.exception("refreshing the metrics' gauges failed; retried at the next tick")
 
-    def batch(self, statuses: Sequence[str], write_seconds: float) -> None:
+    def batch(self, results: Sequence[ImageResult], write_seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.batch(statuses, write_seconds)
+            self.metrics.batch(results, write_seconds)
 
     def close(self) -> None:
         self.alerts.close()

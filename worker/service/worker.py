@@ -242,7 +242,7 @@ class Worker:
             written = write_results(self.db, self.instance_id, outcome.results, claims,
                                     retry_seconds=settings.db_retry_seconds)
             if self.observe is not None:
-                self.observe.batch([r.status for r in outcome.results], time.perf_counter() - began)
+                self.observe.batch(outcome.results, time.perf_counter() - began)
         except (DatabaseUnavailable, SystemExit, KeyboardInterrupt):
             raise
         except Exception:  # outside any one image: split the batch (attempt counted) rather than loop on it
