@@ -25,6 +25,7 @@ class Received:
     path: str
     body: dict[str, Any]
     at: float  # time.monotonic()
+    wall: float = 0.0  # time.time()
 
 
 @dataclass
@@ -58,7 +59,7 @@ def webhook_receiver(path: str = "/hook/s3cr3t-token", status: int = 200, delay:
             if receiver.delay:
                 time.sleep(receiver.delay)
             if receiver.status < 300:
-                receiver.received.append(Received(self.path, json.loads(body), time.monotonic()))
+                receiver.received.append(Received(self.path, json.loads(body), time.monotonic(), time.time()))
             self.send_response(receiver.status)
             self.send_header("Content-Length", "0")
             self.end_headers()

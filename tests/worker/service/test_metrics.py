@@ -24,7 +24,7 @@ N_IMAGES = 120
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a local test server)
+    with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
 
 
