@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import REPO
 from tests.support.planted import plant_stream
-from tests.support.receivers import free_port
+from tests.support.receivers import free_port, webhook_receiver
 from tests.support.workers import spawn, wait_for, worker_cmd
 
 N_IMAGES = 120
@@ -47,15 +47,21 @@ def running_worker(tmp_path: Path):  # type: ignore[no-untyped-def]
     port = free_port()
     cmd = worker_cmd(f"sqlite:///{tmp_path / 'cw.db'}", str(src), spool=tmp_path / "spool",
                      extra=("--metrics-port", str(port)))
-    proc = spawn(cmd, tmp_path / "worker.log", CAMWATCH_PATH_TAGS='["site", "camera"]',
-                 CAMWATCH_REFERENCE__FIRST_N="60", CAMWATCH_DRIFT__EVERY_BATCHES="5")
-    try:
-        wait_for(lambda: _processed(port) >= N_IMAGES or proc.poll() is not None, 180, "all images processed")
-        assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-        yield port, proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    log = tmp_path / "worker.log"
+    with webhook_receiver() as hook:
+        proc = spawn(cmd, log, CAMWATCH_PATH_TAGS='["site", "camera"]', CAMWATCH_REFERENCE__FIRST_N="60",
+                     CAMWATCH_DRIFT__EVERY_BATCHES="1000", CAMWATCH_ALERTS__WEBHOOK_URL=hook.url)
+        try:
+            wait_for(lambda: _processed(port) >= N_IMAGES or proc.poll() is not None, 180, "all images processed")
+            assert proc.poll() is None, log.read_text()[-3000:]
+            yield port, proc
+            # the webhook set by the environment got the drift of camera cam-2; its token is in no log line
+            wait_for(lambda: any(b["rule"] == "drift" and b["subject"]["slice"] == "camera=cam-2"
+                                 for b in hook.bodies()), 30, "a drift notice")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert "s3cr3t-token" not in log.read_text() and "notifying webhook (http://127.0.0.1:" in log.read_text()
 
 
 def test_metrics_endpoint_serves_the_worker_metrics(running_worker: tuple[int, subprocess.Popen]) -> None:
@@ -121,3 +127,20 @@ scrape_configs:
         server.terminate()
         server.wait(30)
         log.close()
+
+
+def test_metrics_bind_to_localhost_by_default_on_their_own_registry() -> None:
+    from prometheus_client import REGISTRY
+
+    from camwatch.settings import load_settings
+    from worker.service.metrics import WorkerMetrics
+
+    settings = load_settings(db="sqlite://")
+    metrics = WorkerMetrics(settings)
+    port = metrics.serve(settings.metrics_host, 0)
+    try:
+        assert metrics._server.server_address[0] == "127.0.0.1" and port > 0
+        assert "camwatch_build_info" in _get(f"http://127.0.0.1:{port}/metrics")
+        assert REGISTRY.get_sample_value("camwatch_build_info", {"version": "0.2.0"}) is None
+    finally:
+        metrics.close()
