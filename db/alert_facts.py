@@ -110,11 +110,13 @@ def share_facts(engine: Engine, window: dt.timedelta, slice_tags: Sequence[str])
 
 
 def source_facts(engine: Engine, now: dt.datetime, forget: dt.timedelta) -> list[SourceFact]:
-    """Each source's newest registration, for sources that registered something within ``forget``."""
+    """Each source's newest registration, for sources with images captured within ``forget`` (a range of the
+    ``captured_at`` index, not a scan of every image; a replay of old captures is no live source)."""
     newest = func.max(Image.first_seen_at)
     with engine.connect() as conn:
-        rows = conn.execute(select(Image.source, newest).where(Image.source != REFERENCE_SOURCE)
-                            .group_by(Image.source).having(newest >= now - forget).order_by(Image.source)).all()
+        rows = conn.execute(select(Image.source, newest)
+                            .where(Image.captured_at >= now - forget, Image.source != REFERENCE_SOURCE)
+                            .group_by(Image.source).order_by(Image.source)).all()
     return [SourceFact(source, last) for source, last in rows]
 
 

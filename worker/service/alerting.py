@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from camwatch.alerts.facts import AlertFacts
+from camwatch.alerts.facts import AlertFacts, DriftContext
 from camwatch.alerts.messages import Notice, alert_links
 from camwatch.alerts.notifiers import configured_notifiers
 from camwatch.alerts.rules import Evaluation, enabled_rules, evaluate
@@ -35,8 +35,13 @@ log = logging.getLogger(__name__)
 TASK = "alerts"
 
 
-def gather_facts(engine: Engine, settings: Settings, now: dt.datetime) -> AlertFacts:
-    """The facts the enabled rules read."""
+CONTEXT_SECONDS = 600.0  # a drifted subject's summary numbers are read again after this long
+
+
+def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
+                 cache: dict[tuple[str, str, dt.datetime], tuple[float, DriftContext]] | None = None) -> AlertFacts:
+    """The facts the enabled rules read (drift summary numbers kept in ``cache`` for :data:`CONTEXT_SECONDS`)."""
+    cache = {} if cache is None else cache
     a, rules = settings.alerts, set(enabled_rules(settings.alerts))
     facts = AlertFacts(now=now)
     if "drift" in rules:
@@ -47,8 +52,14 @@ def gather_facts(engine: Engine, settings: Settings, now: dt.datetime) -> AlertF
             newest[key] = max(newest.get(key, f.window_start), f.window_start)
         wanted = {(f.statistic, f.slice, f.window_start, f.window_end) for f in facts.drift
                   if f.drifted and f.window_start == newest[(f.statistic, f.slice)]}
-        facts.drift_context = {(s, sl, start): drift_context(engine, s, sl, start, end)
-                               for s, sl, start, end in sorted(wanted)}
+        mono = time.monotonic()
+        for s, sl, start, end in sorted(wanted):
+            kept = cache.get((s, sl, start))
+            if kept is None or mono - kept[0] > CONTEXT_SECONDS:
+                cache[(s, sl, start)] = kept = (mono, drift_context(engine, s, sl, start, end))
+            facts.drift_context[(s, sl, start)] = kept[1]
+        for key in set(cache) - set(facts.drift_context):  # subjects no longer drifted
+            del cache[key]
     if rules & {"flagged_share", "error_rate"}:
         minutes = max(a.flagged_share.window_minutes, a.error_rate.window_minutes)
         facts.shares = share_facts(engine, dt.timedelta(minutes=minutes), settings.drift.slice_tags)
@@ -73,6 +84,7 @@ class AlertService:
         self.on_firing = on_firing
         self.delivery = Delivery(configured_notifiers(settings.alerts), settings.alerts, on_result)
         self._last = -float("inf")
+        self._context: dict[tuple[str, str, dt.datetime], tuple[float, DriftContext]] = {}
         self.evaluations: list[Evaluation] = []  # of the newest tick (tests, logs)
         for channel in self.delivery.channels:
             log.info("alerts: notifying %s (%s)", channel.notifier.key, channel.notifier.where)
@@ -102,7 +114,7 @@ class AlertService:
         if not try_begin(self.engine, self.runner, every, stale_after=dt.timedelta(minutes=10), task=TASK, now=now):
             return []
         try:
-            facts = gather_facts(self.engine, self.settings, now)
+            facts = gather_facts(self.engine, self.settings, now, self._context)
             self.evaluations = evaluate(facts, a, dead_after_seconds=self.settings.dead_after_seconds)
             changes = plan(self.evaluations, stored_alerts(self.engine), now,
                            dt.timedelta(minutes=a.cooldown_minutes))
