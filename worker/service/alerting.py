@@ -58,8 +58,8 @@ def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
             if kept is None or mono - kept[0] > CONTEXT_SECONDS:
                 cache[(s, sl, start)] = kept = (mono, drift_context(engine, s, sl, start, end))
             facts.drift_context[(s, sl, start)] = kept[1]
-        for key in set(cache) - set(facts.drift_context):  # subjects no longer drifted
-            del cache[key]
+        for gone in set(cache) - set(facts.drift_context):  # subjects no longer drifted
+            del cache[gone]
     if rules & {"flagged_share", "error_rate"}:
         minutes = max(a.flagged_share.window_minutes, a.error_rate.window_minutes)
         facts.shares = share_facts(engine, dt.timedelta(minutes=minutes), settings.drift.slice_tags)
