@@ -122,7 +122,11 @@ AUDIT_ACTIONS: dict[str, str] = {
     "reference_add": "added to the reference",
     "threshold.accept": "accepted a flag threshold from the reviews",
     "threshold.revert": "reverted a flag threshold to the settings' value",
+    "alert.ack": "acknowledged an alert",
+    "alert.silence": "silenced an alert's subject until a time",
 }
+#: ``alerts.state``: an alert episode is firing until its rule says the condition is over.
+ALERT_STATES: tuple[str, ...] = ("firing", "resolved")
 #: ``audit_events.actor`` of a dashboard without a login (bound to localhost by default).
 LOCAL_ACTOR = "local (no login)"
 #: ``audit_events.actor`` of a session opened with the shared password (it names nobody in particular).

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from camwatch.alerts.config import AlertSettings
 from camwatch.conventions import PreprocessMode, WindowKind, window_kind_label
 from camwatch.events import DEFAULT_MAX_INLINE_BYTES
 from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
@@ -107,6 +108,12 @@ class DashboardSettings(BaseModel):
     #: who enters ``admin_password`` on the Review page.
     admins: list[str] = Field(default_factory=list)
     admin_password: str | None = None
+    #: The dashboard's address as people reach it (links in alerts); None: http://127.0.0.1:<port>.
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.port}").rstrip("/")
 
     @field_validator("password_hash")
     @classmethod
@@ -219,6 +226,11 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)  # camwatch.alerts.config, docs/alerts.md
+    # Prometheus /metrics of the worker (docs/metrics.md, "Prometheus metrics"): off unless a port is set
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_slices: bool = False  # drift gauges per slice too (one series per tag value: bounded by the tags)
 
     @field_validator("source", mode="before")
     @classmethod

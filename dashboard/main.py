@@ -8,10 +8,12 @@ from pathlib import Path
 import streamlit as st
 
 from camwatch.conventions import LOCAL_HOSTS
+from dashboard.alerts_ui import banner_text
 from dashboard.auth import configured_check, require_login
 from dashboard.literal import md
-from dashboard.state import clear_cache, config, engine
+from dashboard.state import clear_cache, config, engine, query
 from dashboard.widgets import time_range_selector, version_selector
+from db.alerts import firing_alerts
 from db.queries import last_processed
 
 LIVE_SECONDS = 10
@@ -39,6 +41,7 @@ PAGES = (
     ("slices.py", "Slices", ":material/view_column:", "slices"),
     ("compare.py", "Compare", ":material/compare:", "compare"),
     ("health.py", "Health", ":material/favorite:", "health"),
+    ("alerts.py", "Alerts", ":material/notifications:", "alerts"),
 )
 
 
@@ -88,4 +91,7 @@ def run() -> None:
                          help=f"Query the database now (results are otherwise kept "
                               f"{settings.dashboard.cache_ttl_seconds} s)"):
         clear_cache()
+    banner = banner_text(query(firing_alerts))
+    if banner is not None:
+        st.error(banner, icon=":material/notifications_active:")
     navigation.run()

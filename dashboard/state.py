@@ -30,6 +30,7 @@ import dashboard.analysis
 import dashboard.bias
 import dashboard.compare
 import dashboard.images
+import db.alerts
 import db.audit
 import db.prune
 import db.queries
@@ -51,7 +52,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 QUERY_MODULES: dict[str, ModuleType] = {
-    module.__name__: module for module in (db.queries, db.queries_images, db.queries_slices, db.queries_qa,
+    module.__name__: module for module in (db.alerts, db.queries, db.queries_images, db.queries_slices, db.queries_qa,
                                            db.audit, db.queue_status, db.reviews, db.prune, db.versions, db.queries_compare,
                                            dashboard.analysis, dashboard.compare,
                                            dashboard.bias, dashboard.images)

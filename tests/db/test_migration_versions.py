@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from db.migrate import downgrade, upgrade
 from tests.support.databases import migrated_engine
 
-BEFORE = "0006_qa_workflow"
+BEFORE = "0008_alerts"  # the revision before 0009
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

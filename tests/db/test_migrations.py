@@ -21,7 +21,7 @@ REPO = REPO
 TABLES = {"model_versions", "images", "image_tags", "sightings", "predictions", "heatmaps", "flags", "reviews",
           "review_claims", "audit_events", "threshold_overrides", "maintenance_runs",
           "references", "reference_members", "reference_stats", "reference_heatmaps", "drift_results",
-          "worker_heartbeats", "queue_status"}
+          "worker_heartbeats", "queue_status", "alerts"}
 
 
 def _diffs(engine: Engine, metadata: MetaData) -> list:

@@ -11,7 +11,8 @@ from camwatch.settings import load_settings
 from worker.commands.common import MODEL_KEYS, add_model_args, shadow_overrides
 
 RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds",
-            "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts", "target")
+            "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts", "target",
+            "metrics_port", "metrics_host")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -63,5 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGET_MODES,
                    help="class to explain: top1 (default), label (the image's known label, else top-1), or both "
                         "(two heatmaps when the label is known and differs)")
+    m = p.add_argument_group("Prometheus metrics (docs/metrics.md)")
+    m.add_argument("--metrics-port", type=int, dest="metrics_port", metavar="PORT",
+                   help="serve /metrics on this port (env CAMWATCH_METRICS_PORT; off by default)")
+    m.add_argument("--metrics-host", dest="metrics_host", metavar="ADDRESS",
+                   help="address /metrics listens on (default 127.0.0.1: this machine only)")
     add_model_args(p, repeatable=True)
     p.set_defaults(func=cmd_run)

@@ -26,9 +26,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from camwatch.capture_time import choose_capture_time, from_mtime_ns
 from camwatch.files import UnsafeFile
@@ -53,6 +55,16 @@ STAGES = ("read", "decode", "sidecar", "model", "statistics", "write")
 _REASON_CHARS = 300
 
 
+class StageObserver(Protocol):
+    """Told how long each stage took and which stage an image failed in (the worker's Prometheus metrics,
+    :mod:`worker.service.metrics`): read, decode, sidecar and statistics per image, model per pass over a
+    chunk."""
+
+    def stage_seconds(self, stage: str, seconds: float) -> None: ...
+
+    def stage_error(self, stage: str) -> None: ...
+
+
 @dataclass
 class PipelineContext:
     engine: CamEngine
@@ -73,10 +85,24 @@ class PipelineContext:
     target: str = "top1"  # top1 | label | both (camwatch.heads)
     #: Shadow mode: the other models, each a context of its own (engine, model version, reference).
     shadows: list[PipelineContext] = field(default_factory=list)
+    observer: StageObserver | None = None
     _label_index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._label_index = {n.lower(): i for i, n in enumerate(self.engine.loaded.class_names)}
+
+    def timed(self, stage: str, began: float) -> float:
+        """Report ``stage``'s duration since ``began`` (a ``perf_counter``); returns now."""
+        now = time.perf_counter()
+        if self.observer is not None:
+            self.observer.stage_seconds(stage, now - began)
+        return now
+
+    def fail(self, claim: ClaimedImage, stage: str, exc: BaseException | str) -> ImageResult:
+        """:func:`failed`, told to the observer."""
+        if self.observer is not None:
+            self.observer.stage_error(stage)
+        return failed(claim, stage, exc)
 
     def label_index(self, label: str | None) -> int | None:
         if label is None:
@@ -133,18 +159,21 @@ def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, Image
     """Read, decode and annotate one image; on failure its error goes into ``results`` and None is returned."""
     roots = ctx.source_roots.get(claim.source)
     if not roots:
-        results[claim.id] = failed(claim, "read", f"its source {claim.source!r} is not one of this worker's")
+        results[claim.id] = ctx.fail(claim, "read", f"its source {claim.source!r} is not one of this worker's")
         return None
     root = next((r for r in roots if Path(claim.uri).is_relative_to(r)), roots[0])
     stage = "read"
+    began = time.perf_counter()
     try:
         read = read_claimed(claim, root, ctx.max_image_bytes)
         path, data = read.path, read.data
         mtime = None if read.mtime_ns is None else from_mtime_ns(read.mtime_ns)
         del read
+        began = ctx.timed(stage, began)
         stage = "decode"
         decoded = load_image(path, data=data, draft_size=max(ctx.engine.loaded.preprocessing.size))
         del data  # the bytes are not needed once decoded
+        began = ctx.timed(stage, began)
         stage = "sidecar"
         notes = ctx.event_annotations.get(claim.id) or read_annotations(
             path, source_root=root, config=ctx.annotations, width=decoded.raw_width, height=decoded.raw_height,
@@ -152,12 +181,13 @@ def _prepare(claim: ClaimedImage, ctx: PipelineContext, results: dict[int, Image
         region = notes.region
         if region is not None:  # sidecars and ROIs refer to the image as stored: orient with the pixels
             region = orient_region(region, decoded.orientation, decoded.raw_width, decoded.raw_height)
+        ctx.timed(stage, began)
     except ContentChanged as exc:
         changed.append(exc.found)
-        results[claim.id] = failed(claim, stage, exc)
+        results[claim.id] = ctx.fail(claim, stage, exc)
         return None
     except Exception as exc:  # this image's error, recorded; the batch goes on
-        results[claim.id] = failed(claim, stage, exc)
+        results[claim.id] = ctx.fail(claim, stage, exc)
         return None
     for warning in notes.warnings:
         log.warning("%s", warning, extra={"uri": claim.uri})
@@ -222,8 +252,11 @@ def _explain(chunk: list[_Decoded], ctx: PipelineContext) -> list[CamResult]:
 def _model(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, ImageResult]
            ) -> list[tuple[_Decoded, CamResult]]:
     """CAM results of a chunk from one pass; after a failure, one pass per image (errors into ``results``)."""
+    began = time.perf_counter()
     try:
-        return list(zip(chunk, _explain(chunk, ctx), strict=True))
+        pairs = list(zip(chunk, _explain(chunk, ctx), strict=True))
+        ctx.timed("model", began)
+        return pairs
     except Exception:
         if len(chunk) > 1:
             log.exception("CAM engine failed on a batch of %d; retrying one by one", len(chunk))
@@ -232,16 +265,18 @@ def _model(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, Image
         try:
             pairs.append((item, _explain([item], ctx)[0]))
         except Exception as exc:  # recorded as this image's error, not swallowed
-            results[item.claim.id] = failed(item.claim, "model", exc)
+            results[item.claim.id] = ctx.fail(item.claim, "model", exc)
     return pairs
 
 
 def _finish(chunk: list[_Decoded], ctx: PipelineContext, results: dict[int, ImageResult]) -> None:
     for item, cam in _model(chunk, ctx, results):
+        began = time.perf_counter()
         try:
             results[item.claim.id] = _result(item, cam, ctx)
+            ctx.timed("statistics", began)
         except Exception as exc:  # e.g. a sidecar mask whose size does not fit the image
-            results[item.claim.id] = failed(item.claim, "statistics", exc)
+            results[item.claim.id] = ctx.fail(item.claim, "statistics", exc)
     done = [item for item in chunk if item.claim.id in results and results[item.claim.id].status == "ok"]
     for shadow in ctx.shadows:
         _shadow(done, shadow, results)

@@ -59,6 +59,7 @@ from worker.cam.engine import CamEngine
 from worker.runtime import limit_blas_threads
 from worker.service.lease import LeaseKeeper
 from worker.service.monitor import recompute_drift
+from worker.service.observability import Observability
 from worker.service.pipeline import PipelineContext, process_batch
 from worker.service.recovery import hand_back_claims, recover_silent_workers, wait_for_predecessor
 from worker.service.registration import hash_candidates, register
@@ -110,6 +111,7 @@ class Worker:
         self._claimed = 0  # size of the batch in hand (its claims are released or expired at teardown)
         self._keeper: LeaseKeeper | None = None
         self.upkeep: Upkeep | None = None
+        self.observe: Observability | None = None  # alerts and Prometheus metrics
 
     def bootstrap(self) -> None:
         """Connect and migrate the database, load the model, register the model version, open the
@@ -169,6 +171,9 @@ class Worker:
             dead_after_seconds=settings.dead_after_seconds), "checking the worker id")
         self.upkeep = Upkeep(settings, self.db, self.worker_id)  # accepted thresholds, daily retention
         self.upkeep.tick(self.ctx, force=True)
+        self.observe = Observability(settings, self.db, self.worker_id, self.ctx,
+                                     [s.name for s in self.sources if not isinstance(s, QueueSource)],
+                                     [s.name for s in self.sources if isinstance(s, QueueSource)])
         self._bootstrapped = True
         self._recover(force=True)
         self._keeper = LeaseKeeper(self.db, self.instance_id, lease_seconds=settings.lease_seconds,
@@ -252,8 +257,11 @@ class Worker:
             self.ctx.event_annotations = event_annotations(self.db, [c.id for c in claims])
             outcome = process_batch(claims, self.ctx)
             self._db_watch.check()
+            began = time.perf_counter()
             written = write_results(self.db, self.instance_id, outcome.results, claims,
                                     retry_seconds=settings.db_retry_seconds)
+            if self.observe is not None:
+                self.observe.batch(outcome.results, time.perf_counter() - began)
         except (DatabaseUnavailable, SystemExit, KeyboardInterrupt):
             raise
         except Exception:  # outside any one image: split the batch (attempt counted) rather than loop on it
@@ -294,6 +302,8 @@ class Worker:
                     "recomputing drift")
                 self._last_drift[ctx.model_version_id] = started
             log.info("drift updated: %d results", written)
+            if self.observe is not None:
+                self.observe.tick(force=True)  # alerts right after the drift they read
         except DatabaseUnavailable:
             raise
         except Exception:  # monitoring is kept current at the next pass; the images go on
@@ -331,6 +341,8 @@ class Worker:
                 self.scan()
                 if self.upkeep is not None:
                     self.upkeep.tick(self.ctx)
+                if self.observe is not None:
+                    self.observe.tick()
                 written = self.process_once()
                 if written:
                     did_work = True
@@ -369,6 +381,9 @@ class Worker:
         try:
             if self.upkeep is not None:
                 self.upkeep.stop()
+            if self.observe is not None:
+                self.observe.close()
+                self.observe = None
             if self._keeper is not None:
                 self._keeper.stop()
                 self._keeper = None

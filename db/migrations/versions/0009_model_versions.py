@@ -1,7 +1,7 @@
 """Model versions side by side: results keyed by (image, model version, method).
 
 Revision ID: 0009_model_versions
-Revises: 0006_qa_workflow
+Revises: 0008_alerts
 Create Date: 2026-12-01
 
 - ``predictions``: primary key ``(image_id, model_version_id)`` (was ``image_id``): one prediction per image
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_model_versions"
-down_revision: str | Sequence[str] | None = "0006_qa_workflow"
+down_revision: str | Sequence[str] | None = "0008_alerts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
