@@ -8,14 +8,15 @@ images     every processed image (:mod:`db.export`)
 reviews    every review, with the image and its prediction
 flags      every flag with its value, threshold and severity, the image's prediction and latest verdict
 drift      every drift result (window, statistic, class, slice, test, score, threshold, decision)
+alerts     every alert episode (rule, subject, state, first/last seen, value, threshold, summary, links)
 curated    the images confirmed as looking at the wrong region (:mod:`db.curated`; also as COCO)
 =========  =============================================================================================
 
-**Adding a table** (e.g. alerts, once an ``alerts`` table exists): write a row function
-``def _alert_rows(engine, options) -> Iterator[dict]`` that pages through the table by id (see
-:func:`_paged`), declare its columns, and register it::
+**Adding a table**: write a row function ``def _x_rows(engine, options) -> Iterator[dict]`` that pages
+through the table by id (see :func:`_paged`), declare its columns, and register it in :data:`EXPORTS`,
+as ``alerts`` is::
 
-    EXPORTS["alerts"] = ExportTable("alerts", "every alert state change", ALERT_COLUMNS, _alert_rows)
+    ExportTable("alerts", "every alert episode", ALERT_COLUMNS, _alert_rows)
 
 The command line, the writers (CSV, Parquet with this schema, JSON lines) and the dashboard's download
 buttons need no change.
@@ -37,6 +38,7 @@ from camwatch.exports import Column
 from db.curated import CURATED_COLUMNS, curated_images
 from db.export import image_columns, iter_rows
 from db.models import DriftResult, Flag, Image, ModelVersion, Prediction, Reference, Review
+from db.models_alerts import Alert
 from db.queries import AnySelect, ImageFilter, apply_filter
 from db.queries_images import flag_severity
 from db.versions import flag_of, prediction_join
@@ -171,6 +173,29 @@ def _drift_rows(engine: Engine, options: ExportOptions) -> Iterator[dict[str, An
         yield row
 
 
+ALERT_COLUMNS: tuple[Column, ...] = (
+    Column("alert_id", "int"), Column("rule", "str"), Column("statistic", "str"), Column("class_index", "int"),
+    Column("slice", "str"), Column("target", "str"), Column("state", "str"), Column("first_seen", "datetime"),
+    Column("last_seen", "datetime"), Column("resolved_at", "datetime"), Column("value", "float"),
+    Column("threshold", "float"), Column("summary", "str"), Column("links", "json"),
+    Column("notified_at", "datetime"), Column("acknowledged_by", "str"), Column("acknowledged_at", "datetime"),
+    Column("silenced_until", "datetime"),
+)
+
+
+def _alert_rows(engine: Engine, options: ExportOptions) -> Iterator[dict[str, Any]]:
+    """Alert episodes, first seen in the options' time range (the table's history, oldest first)."""
+    stmt = select(Alert.id.label("_key"), *(getattr(Alert, c.name) for c in ALERT_COLUMNS[1:]))
+    if options.start is not None:
+        stmt = stmt.where(Alert.first_seen >= options.start)
+    if options.end is not None:
+        stmt = stmt.where(Alert.first_seen < options.end)
+    for row in _paged(engine, stmt, Alert.id):
+        row["alert_id"] = row.pop("_key")
+        row["links"] = row["links"] or {}
+        yield row
+
+
 EXPORTS: dict[str, ExportTable] = {t.key: t for t in (
     ExportTable("images", "every processed image: prediction, statistics, image properties, flags",
                 lambda o: image_columns(o.with_heatmap), lambda e, o: iter_rows(e, with_heatmap=o.with_heatmap)),
@@ -178,6 +203,8 @@ EXPORTS: dict[str, ExportTable] = {t.key: t for t in (
     ExportTable("flags", "every flag with its value, threshold, severity and the latest verdict", FLAG_COLUMNS,
                 _flag_rows),
     ExportTable("drift", "every drift result", DRIFT_COLUMNS, _drift_rows),
+    ExportTable("alerts", "every alert episode: rule, subject, state, value, threshold, summary", ALERT_COLUMNS,
+                _alert_rows),
     ExportTable("curated", "images confirmed as looking at the wrong region, with their boxes", CURATED_COLUMNS,
                 lambda e, o: curated_images(e, _image_filter(o))),
 )}

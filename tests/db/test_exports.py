@@ -15,13 +15,14 @@ from sqlalchemy import Engine, insert
 from camwatch.exports import arrow_schema, table_bytes
 from db.exports import EXPORTS, ExportOptions, export_table
 from db.models import DriftResult
+from db.models_alerts import Alert
 from db.reviews import record_verdict
 from db.session import write_transaction
 from tests.support.databases import migrated_engine
 from tests.support.qa import T0, add_reference, seed_images
 
 # ids 1..6: flagged 1, 2, 3 (values 0.6, 0.7, 0.8), 4..6 not; reviews on 1 (twice) and 2
-EXPECTED_ROWS = {"images": 6, "reviews": 3, "flags": 3, "drift": 2, "curated": 1}
+EXPECTED_ROWS = {"images": 6, "reviews": 3, "flags": 3, "drift": 2, "alerts": 2, "curated": 1}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,6 +39,15 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
                  "window_end": T0 + dt.timedelta(days=d + 1), "statistic": "brightness", "class_index": -1,
                  "test": "ks", "score": None if d == 0 else 0.001, "threshold": 0.05, "drifted": d == 1,
                  "n_reference": 2, "n_current": 6, "computed_at": T0, "slice": ""} for d in (0, 1)])
+            conn.execute(insert(Alert), [
+                {"rule": "drift", "subject_key": "drift|brightness|-1|camera=cam-2", "statistic": "brightness",
+                 "class_index": -1, "slice": "camera=cam-2", "state": "resolved", "first_seen": T0,
+                 "last_seen": T0 + dt.timedelta(hours=2), "resolved_at": T0 + dt.timedelta(hours=2), "value": 0.4,
+                 "threshold": 0.1, "summary": "=cmd|' /C calc'!A0", "links": {"drift": "http://127.0.0.1:8501/drift"}},
+                {"rule": "error_rate", "subject_key": "error_rate|", "statistic": None, "class_index": None,
+                 "slice": "", "state": "firing", "resolved_at": None,
+                 "first_seen": T0 + dt.timedelta(days=1), "last_seen": T0 + dt.timedelta(days=1), "value": 0.5,
+                 "threshold": 0.05, "summary": "errors", "links": None}])
         yield engine
 
 
@@ -68,6 +78,17 @@ def test_flag_and_review_rows_hold_the_stored_values(engine: Engine) -> None:
     images = {r["image_id"]: r for r in export_table("images").rows(engine, ExportOptions())}
     assert images[2]["reviewed_label"] == "bird" and images[2]["correct"] is False and images[3]["correct"] is True
     assert images[1]["brightness"] == 100.0 and images[1]["camera_model"] == "Axis M3106"
+
+
+def test_alert_rows_hold_the_stored_episodes_and_csv_neutralises_formulas(engine: Engine) -> None:
+    rows = list(export_table("alerts").rows(engine, ExportOptions()))
+    assert [(r["rule"], r["state"], r["slice"], r["value"]) for r in rows] == [
+        ("drift", "resolved", "camera=cam-2", 0.4), ("error_rate", "firing", "", 0.5)]
+    assert rows[0]["links"] == {"drift": "http://127.0.0.1:8501/drift"} and rows[1]["links"] == {}
+    later = list(export_table("alerts").rows(engine, ExportOptions(start=T0 + dt.timedelta(hours=1))))
+    assert [r["rule"] for r in later] == ["error_rate"]
+    text = table_bytes("csv", export_table("alerts").columns_for(ExportOptions()), rows).decode()
+    assert "'=cmd" in text and ",=cmd" not in text
 
 
 def test_time_ranges_limit_the_rows(engine: Engine) -> None:
