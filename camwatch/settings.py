@@ -26,6 +26,7 @@ from camwatch.events import DEFAULT_MAX_INLINE_BYTES
 from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
 from camwatch.heads import DEFAULT_HEAD_THRESHOLD, HeadKind, TargetMode
 from camwatch.locations import DEFAULT_STREAM_MAXLEN
+from camwatch.monitoring.calibration import DEFAULT_FDR, DEFAULT_MIN_EFFECT, DEFAULT_MIN_MIX_EFFECT
 from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
 from camwatch.monitoring.flags import FlagConfig
 from camwatch.passwords import check_hash_format
@@ -61,6 +62,12 @@ class DriftSettings(BaseModel):
         "brightness", "contrast", "sharpness", "colourfulness", "width", "height"])
     slice_tags: list[str] = Field(default_factory=lambda: ["site", "camera"])  # drift per value of these tags
     every_batches: int = 20  # the worker recomputes drift after this many batches (and when idle)
+    # calibrated decisions (camwatch.monitoring.calibration): BH level per window, effect-size thresholds
+    fdr: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_FDR
+    min_effect: Annotated[float, Field(ge=0)] = DEFAULT_MIN_EFFECT  # Wasserstein-1 in reference SDs
+    min_mix_effect: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_MIX_EFFECT  # total variation of mixes
+    # statistics (or "predicted_class") decided by mean + 3 sd of reference chunks instead (NannyML's way)
+    chunk_statistics: list[str] = Field(default_factory=list)
 
     @property
     def window_label(self) -> str:

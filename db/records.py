@@ -141,3 +141,12 @@ class DriftResultRecord:
     n_reference: int
     n_current: int
     slice: str = ""  # '' = all images, else 'key=value' (e.g. 'camera=cam-2')
+    # the calibrated decision and why (docs/metrics.md "Drift decisions"); ``drifted == (decision == 'drifted')``
+    decision: str = "no_drift"
+    decision_rule: str = "fdr_effect"
+    raw_drifted: bool | None = None
+    p_value: float | None = None
+    q_value: float | None = None
+    fdr: float | None = None
+    effect_size: float | None = None
+    effect_threshold: float | None = None

@@ -133,7 +133,8 @@ def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) ->
     now = utcnow()
     stmt = dialect_insert(session.get_bind().dialect.name, DriftResult)
     key = ("reference_id", "window_kind", "window_start", "statistic", "class_index", "test", "slice")
-    replaced = ("window_end", "score", "threshold", "drifted", "n_reference", "n_current", "computed_at")
+    replaced = ("window_end", "score", "threshold", "drifted", "n_reference", "n_current", "computed_at", "decision",
+                "decision_rule", "raw_drifted", "p_value", "q_value", "fdr", "effect_size", "effect_threshold")
     session.execute(
         stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in replaced}),
         [{**asdict(row), "computed_at": now} for row in rows],
