@@ -62,10 +62,15 @@ class DriftSettings(BaseModel):
         "brightness", "contrast", "sharpness", "colourfulness", "width", "height"])
     slice_tags: list[str] = Field(default_factory=lambda: ["site", "camera"])  # drift per value of these tags
     every_batches: int = 20  # the worker recomputes drift after this many batches (and when idle)
+    # incremental passes re-read images processed this long before the last pass's watermark (other workers'
+    # commits racing the pass); 0 trusts every commit to land before the next pass starts
+    watermark_overlap_seconds: Annotated[float, Field(ge=0)] = 60.0
     # calibrated decisions (camwatch.monitoring.calibration): BH level per window, effect-size thresholds
     fdr: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_FDR
     min_effect: Annotated[float, Field(ge=0)] = DEFAULT_MIN_EFFECT  # Wasserstein-1 in reference SDs
     min_mix_effect: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_MIX_EFFECT  # total variation of mixes
+    # test key per statistic ("predicted_class", "heatmap_correlation", a category), e.g. {"entropy": "psi"}
+    tests: dict[str, str] = Field(default_factory=dict)
     # statistics (or "predicted_class") decided by mean + 3 sd of reference chunks instead (NannyML's way)
     chunk_statistics: list[str] = Field(default_factory=list)
 

@@ -51,6 +51,7 @@ class ReferenceHandle:
 
     id: int
     summary: ReferenceSummary
+    built_at: dt.datetime | None = None  # when the summary was built (drift results follow it)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def _choose_members(conn: Connection, rule: ReferenceSettings, model_version_id:
     return list(ids) if ids and not open_ else None
 
 
-def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_members: int) -> None:
+def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_members: int) -> dt.datetime:
     conn.execute(delete(ReferenceStat).where(ReferenceStat.reference_id == ref_id))
     conn.execute(delete(ReferenceHeatmap).where(ReferenceHeatmap.reference_id == ref_id))
     stats = [{"reference_id": ref_id, "class_index": c, "statistic": s.statistic, "n": s.n, "mean": s.mean,
@@ -182,8 +183,10 @@ def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_m
     if summary.label_counts is not None:
         params["label_counts"] = {str(c): n for c, n in summary.label_counts.items()}
     params["categories"] = summary.categories
+    built_at = utcnow()
     conn.execute(update(Reference).where(Reference.id == ref_id)
-                 .values(built_at=utcnow(), n_images=n_members, params=params))
+                 .values(built_at=built_at, n_images=n_members, params=params))
+    return built_at
 
 
 def load_reference(conn: Connection, ref_id: int) -> ReferenceSummary:
@@ -229,7 +232,7 @@ def ensure_reference(engine: Engine, rule: ReferenceSettings, model_version_id: 
         if built_at is None or n_members != n_images or outdated:
             _, rows = reference_rows(conn, ref_id)
             summary = build_reference(rows)
-            _store_summary(conn, ref_id, summary, n_members)
+            built_at = _store_summary(conn, ref_id, summary, n_members)
             log.info("reference %s built from %d images", name, n_members)
-            return ReferenceHandle(ref_id, summary)
-        return ReferenceHandle(ref_id, load_reference(conn, ref_id))
+            return ReferenceHandle(ref_id, summary, built_at)
+        return ReferenceHandle(ref_id, load_reference(conn, ref_id), built_at)

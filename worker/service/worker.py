@@ -21,7 +21,6 @@ retried whole forever.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
@@ -52,7 +51,6 @@ from db import (
 )
 from db.faults import DatabaseUnavailable, SqliteFileWatch, guarded
 from db.monitoring import ReferenceHandle, ensure_reference
-from db.types import utcnow
 from worker.cam.engine import CamEngine
 from worker.runtime import limit_blas_threads
 from worker.service.lease import LeaseKeeper
@@ -89,7 +87,6 @@ class Worker:
         self._bootstrapped = False
         self._stop_requests = 0
         self._batches_since_drift = 0
-        self._last_drift: dt.datetime | None = None
         self._last_beat = self._last_recovery = 0.0
         self._started = time.monotonic()
         self._claimed = 0  # size of the batch in hand (its claims are released or expired at teardown)
@@ -256,7 +253,6 @@ class Worker:
         """Build/refresh the reference and recompute drift for the windows touched since the last time."""
         if not force and self._batches_since_drift < self.settings.drift.every_batches:
             return
-        started = utcnow()
         assert self.cam is not None
         self._batches_since_drift = 0
         try:
@@ -265,10 +261,9 @@ class Worker:
             if handle is not None:
                 self.reference = handle
                 self.ctx.reference = handle.summary
-                written = self._with_db(lambda: recompute_drift(self.db, self.settings, handle, self.model_version_id,
-                                                                since=self._last_drift), "recomputing drift")
+                written = self._with_db(lambda: recompute_drift(self.db, self.settings, handle, self.model_version_id),
+                                        "recomputing drift")
                 log.info("drift updated: %d results", written)
-                self._last_drift = started
         except DatabaseUnavailable:
             raise
         except Exception:  # monitoring is kept current at the next pass; the images go on

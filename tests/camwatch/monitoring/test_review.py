@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 from camwatch.conventions import VERDICTS
-from camwatch.monitoring.flags import FLAG_RULES, FlagConfig
 from camwatch.monitoring.calibration import benjamini_hochberg
+from camwatch.monitoring.flags import FLAG_RULES, FlagConfig
 from camwatch.monitoring.review import Precision, suggest_threshold, wilson_interval
 
 

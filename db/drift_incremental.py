@@ -1,0 +1,102 @@
+"""Queries of incremental drift maintenance: the drift state of a reference and window kind, the capture
+times of images processed since a watermark, and the images of one window. Each is an indexed query whose
+cost follows the images it returns (``ix_images_processed_at``, ``ix_images_captured_at``), never the whole
+history; :func:`worker.service.monitor.recompute_drift` decides what to recompute with them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.engine import Engine
+
+from db.models import Image
+from db.models_drift import DriftState
+from db.session import dialect_insert, write_transaction
+from db.types import utcnow
+
+
+@dataclass(frozen=True)
+class DriftStateRow:
+    """What the last drift pass of a reference and window kind left (see :class:`db.models_drift.DriftState`)."""
+
+    watermark: dt.datetime | None
+    reference_built_at: dt.datetime | None
+    settings_key: str
+    windows_last_pass: int
+    passes: int
+
+
+def read_drift_state(engine: Engine, reference_id: int, window_kind: str) -> DriftStateRow | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(DriftState.watermark, DriftState.reference_built_at, DriftState.settings_key,
+                                  DriftState.windows_last_pass, DriftState.passes)
+                           .where(DriftState.reference_id == reference_id,
+                                  DriftState.window_kind == window_kind)).one_or_none()
+    return None if row is None else DriftStateRow(*row)
+
+
+def write_drift_state(engine: Engine, reference_id: int, window_kind: str, *, watermark: dt.datetime | None,
+                      reference_built_at: dt.datetime | None, settings_key: str, windows: int) -> None:
+    """Upsert the state after a pass (``passes`` counts up)."""
+    values = {"reference_id": reference_id, "window_kind": window_kind, "watermark": watermark,
+              "reference_built_at": reference_built_at, "settings_key": settings_key, "windows_last_pass": windows,
+              "passes": 1, "updated_at": utcnow()}
+    with write_transaction(engine) as conn:
+        stmt = dialect_insert(conn.dialect.name, DriftState).values(**values)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["reference_id", "window_kind"],
+            set_={"watermark": stmt.excluded.watermark, "reference_built_at": stmt.excluded.reference_built_at,
+                  "settings_key": stmt.excluded.settings_key, "windows_last_pass": stmt.excluded.windows_last_pass,
+                  "updated_at": stmt.excluded.updated_at, "passes": DriftState.passes + 1}))
+
+
+def _held(model_version_id: int) -> Select:
+    return select(Image.id).where(Image.status == "ok", Image.model_version_id == model_version_id,
+                                  Image.pruned_at.is_(None))
+
+
+def processed_since(engine: Engine, model_version_id: int,
+                    after: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """``(captured_at, processed_at)`` of the held processed images of a model version processed after
+    ``after`` (range scan of ``ix_images_processed_at``)."""
+    stmt = (select(Image.captured_at, Image.processed_at)
+            .where(Image.processed_at > after, Image.status == "ok", Image.model_version_id == model_version_id,
+                   Image.pruned_at.is_(None)))
+    with engine.connect() as conn:
+        return [(c, p) for c, p in conn.execute(stmt)]
+
+
+def latest_processed_at(engine: Engine, model_version_id: int) -> dt.datetime | None:
+    """The newest ``processed_at`` of the model version's processed images (the watermark of a full pass)."""
+    stmt = select(func.max(Image.processed_at)).where(Image.status == "ok",
+                                                      Image.model_version_id == model_version_id)
+    with engine.connect() as conn:
+        return conn.execute(stmt).scalar_one_or_none()
+
+
+def window_image_ids(engine: Engine, model_version_id: int, start: dt.datetime, end: dt.datetime) -> list[int]:
+    """Held processed images captured in ``[start, end)``, in capture-time order (ties by id)."""
+    stmt = (_held(model_version_id).where(Image.captured_at >= start, Image.captured_at < end)
+            .order_by(Image.captured_at, Image.id))
+    with engine.connect() as conn:
+        return list(conn.execute(stmt).scalars())
+
+
+def count_captured_before(engine: Engine, model_version_id: int, before: dt.datetime) -> int:
+    """How many held processed images were captured before ``before`` (count windows: the position of the
+    first touched image; an index-only count)."""
+    stmt = select(func.count()).select_from(_held(model_version_id).where(Image.captured_at < before).subquery())
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def ordered_from(engine: Engine, model_version_id: int, offset: int) -> list[tuple[int, dt.datetime]]:
+    """``(id, captured_at)`` of the held processed images from position ``offset`` in capture order on."""
+    stmt = (select(Image.id, Image.captured_at)
+            .where(Image.status == "ok", Image.model_version_id == model_version_id, Image.pruned_at.is_(None))
+            .order_by(Image.captured_at, Image.id).offset(offset))
+    with engine.connect() as conn:
+        return [(int(i), c) for i, c in conn.execute(stmt)]
