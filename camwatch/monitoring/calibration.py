@@ -7,7 +7,9 @@ fires in 5 % of windows with nothing wrong; a large window's tiny shift is signi
 The stored decision (:func:`calibrate_window`) is therefore:
 
 * ``fdr_effect`` (default): **significant** after Benjamini-Hochberg over every test of the window that has
-  a p-value (``q <= fdr``, default :data:`DEFAULT_FDR` = 0.01) **and large**: ``effect >= effect threshold``.
+  a p-value (``q <= fdr``, default :data:`DEFAULT_FDR` = 0.01), run hierarchically over the window's slices
+  (:func:`hierarchical_q`: BH over slices, then BH within the selected ones), **and large**:
+  ``effect >= effect threshold``.
   Effect sizes: numeric statistics the Wasserstein-1 distance in reference standard deviations
   (:func:`normalised_wasserstein`; a pure mean shift of ``d`` reference SDs gives ``d``), default threshold
   :data:`DEFAULT_MIN_EFFECT` = 0.2 (Cohen's "small" effect); label mixes the total variation distance of
@@ -182,13 +184,39 @@ def decide(record: Calibratable, q_value: float | None, fdr: float) -> Decision:
     return "drifted" if significant and large else "no_drift"
 
 
-def calibrate_window(records: Sequence[R], fdr: float = DEFAULT_FDR) -> list[R]:
+def hierarchical_q(p_values: Sequence[float | None], groups: Sequence[str], fdr: float) -> np.ndarray:
+    """q-values of a window's tests grouped by slice (Benjamini & Bogomolov 2014): Benjamini-Hochberg over
+    the slices, each represented by its Simes p-value (the smallest BH-adjusted p within it), selects ``R``
+    of the ``S`` slices at ``fdr``; within a selected slice, BH runs at ``fdr * R / S``. Returned as one
+    number per test, ``max(q_slice, q_within * S / max(R, 1))``, so that "``q <= fdr``" is that decision.
+    Unlike one flat BH over the window, a slice with many true discoveries (the camera that changed) does
+    not loosen the bar for the others. Missing p-values: NaN."""
+    p = np.asarray([np.nan if v is None else v for v in p_values], dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    names = sorted({g for g, v in zip(groups, p, strict=True) if np.isfinite(v)})
+    if not names:
+        return out
+    members = {g: np.flatnonzero((np.asarray(groups, dtype=object) == g) & np.isfinite(p)) for g in names}
+    within = {g: benjamini_hochberg(p[idx], fdr)[1] for g, idx in members.items()}
+    selected, q_slice = benjamini_hochberg([float(within[g].min()) for g in names], fdr)
+    scale = len(names) / max(int(selected.sum()), 1)
+    for k, g in enumerate(names):
+        out[members[g]] = np.maximum(q_slice[k], np.minimum(within[g] * scale, 1.0))
+    return out
+
+
+def calibrate_window(records: Sequence[R], fdr: float = DEFAULT_FDR, groups: Sequence[str] | None = None) -> list[R]:
     """The records of one window (all its statistics, classes and slices: one family) with ``q_value``,
     ``fdr``, ``decision`` and ``drifted`` set. Only tested ``fdr_effect`` records with a p-value are in
-    the family."""
+    the family; ``groups`` (the slice of each record) makes the error control hierarchical
+    (:func:`hierarchical_q`), without it one Benjamini-Hochberg runs over the family."""
     family = [i for i, r in enumerate(records)
               if r.rule == "fdr_effect" and r.score is not None and r.p_value is not None]
-    _, adjusted = benjamini_hochberg([records[i].p_value for i in family], fdr)
+    p_values = [records[i].p_value for i in family]
+    if groups is None:
+        adjusted = benjamini_hochberg(p_values, fdr)[1]
+    else:
+        adjusted = hierarchical_q(p_values, [groups[i] for i in family], fdr)
     q_of = {i: float(adjusted[k]) for k, i in enumerate(family)}
     out = []
     for i, r in enumerate(records):

@@ -129,7 +129,7 @@ def _window_results(engine: Engine, settings: Settings, handle: ReferenceHandle,
         if ref is not None:  # a slice with too few images this window: stored as "not enough data"
             results += [(name, r) for r in compute_window_drift(
                 ref, [rows[i] for i in members], per_class=False, **options)]  # type: ignore[arg-type]
-    calibrated = calibrate_window([r for _, r in results], d.fdr)
+    calibrated = calibrate_window([r for _, r in results], d.fdr, groups=[name for name, _ in results])
     return [DriftResultRecord(
         reference_id=handle.id, window_kind=d.window_label, window_start=span.start, window_end=span.end,
         statistic=r.statistic, class_index=r.class_index, test=r.test, score=r.score, threshold=r.threshold,

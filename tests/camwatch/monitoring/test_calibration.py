@@ -17,6 +17,7 @@ from camwatch.monitoring.calibration import (
     chunk_threshold,
     class_mix_test,
     explain,
+    hierarchical_q,
     normalised_wasserstein,
     pooled_counts,
     total_variation,
@@ -38,6 +39,23 @@ def test_bh_leaves_missing_p_values_out_of_the_family() -> None:
     rejected, adjusted = benjamini_hochberg([0.01, None, 0.04, float("nan")], q=0.05)
     np.testing.assert_allclose(adjusted[[0, 2]], stats.false_discovery_control([0.01, 0.04]))
     assert math.isnan(adjusted[1]) and math.isnan(adjusted[3]) and not rejected[1] and not rejected[3]
+
+
+def test_hierarchical_q_keeps_a_changed_slice_from_loosening_the_bar_for_the_others() -> None:
+    groups = ["A"] * 10 + ["B"] * 10 + ["C"] * 10
+    p = [1e-9] * 10 + [0.003] + [0.9] * 9 + [0.5] * 10
+    flat = stats.false_discovery_control(p, method="bh")
+    assert flat[10] <= 0.01  # one flat BH over the window: slice B's 0.003 rides on A's discoveries
+    q = hierarchical_q(p, groups, 0.01)
+    simes = [stats.false_discovery_control(p[k:k + 10], method="bh").min() for k in (0, 10, 20)]
+    q_slice = stats.false_discovery_control(simes, method="bh")
+    selected = int((q_slice <= 0.01).sum())
+    assert selected == 1
+    for k, g in enumerate((0, 10, 20)):
+        within = stats.false_discovery_control(p[g:g + 10], method="bh") * 3 / selected
+        np.testing.assert_allclose(q[g:g + 10], np.maximum(q_slice[k], np.minimum(within, 1.0)))
+    assert (q[:10] <= 0.01).all() and q[10] > 0.01
+    assert np.isnan(hierarchical_q([None, 0.2], ["A", "A"], 0.01)[0])
 
 
 def test_normalised_wasserstein_of_a_pure_shift_is_the_shift_in_reference_sds() -> None:
