@@ -57,11 +57,16 @@ class WindowSpan:
 
 @dataclass(frozen=True)
 class DriftPass:
-    """What one pass did: result rows written, windows recomputed, and whether it was a full recompute."""
+    """What one pass did: result rows written, the starts of the windows recomputed, and whether it was a
+    full recompute."""
 
     written: int
-    windows: int
+    starts: tuple[dt.datetime, ...]
     full: bool
+
+    @property
+    def windows(self) -> int:
+        return len(self.starts)
 
 
 def settings_key(d: DriftSettings) -> str:
@@ -165,7 +170,7 @@ def drift_pass(engine: Engine, settings: Settings, handle: ReferenceHandle, mode
     write_drift_state(engine, handle.id, d.window_label, watermark=watermark, reference_built_at=handle.built_at,
                       settings_key=key, windows=len(spans))
     log.debug("drift pass (%s): %d windows, %d results", "full" if full else "incremental", len(spans), written)
-    return DriftPass(written, len(spans), full)
+    return DriftPass(written, tuple(s.start for s in spans), full)
 
 
 def recompute_drift(engine: Engine, settings: Settings, handle: ReferenceHandle, model_version_id: int, *,
