@@ -47,6 +47,7 @@ from db.models import (
     ReferenceStat,
 )
 from db.models_ops import WorkerHeartbeat
+from db.queries_drift import WHY_COLUMNS
 
 TIME_UNITS: tuple[str, ...] = ("hour", "day")
 #: Engine values stored with the prediction; the other engine values are columns of ``heatmaps``.
@@ -325,7 +326,7 @@ def drift_window_kinds(engine: Engine, reference_id: int) -> list[str]:
 
 _DRIFT_COLUMNS = (DriftResult.statistic, DriftResult.class_index, DriftResult.test, DriftResult.window_start,
                   DriftResult.window_end, DriftResult.score, DriftResult.threshold, DriftResult.drifted,
-                  DriftResult.n_reference, DriftResult.n_current)
+                  DriftResult.n_reference, DriftResult.n_current, *WHY_COLUMNS)
 
 
 def latest_drift(engine: Engine, reference_id: int, window_kind: str, class_index: int = ALL_CLASSES,

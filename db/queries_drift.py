@@ -11,6 +11,9 @@ from sqlalchemy.engine import Engine
 
 from db.models import DriftResult
 
+#: why a result decided what it did (read with every drift result the dashboard shows)
+WHY_COLUMNS = (DriftResult.decision, DriftResult.decision_rule, DriftResult.p_value, DriftResult.q_value,
+               DriftResult.fdr, DriftResult.effect_size, DriftResult.effect_threshold)
 #: the columns of a calibrated result, in the order the dashboard shows them
 DECISION_COLUMNS = (DriftResult.window_start, DriftResult.window_end, DriftResult.slice, DriftResult.statistic,
                     DriftResult.class_index, DriftResult.test, DriftResult.score, DriftResult.threshold,

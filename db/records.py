@@ -141,9 +141,11 @@ class DriftResultRecord:
     n_reference: int
     n_current: int
     slice: str = ""  # '' = all images, else 'key=value' (e.g. 'camera=cam-2')
-    # the calibrated decision and why (docs/metrics.md "Drift decisions"); ``drifted == (decision == 'drifted')``
-    decision: str = "no_drift"
-    decision_rule: str = "fdr_effect"
+    # the calibrated decision and why (docs/metrics.md "Drift decisions"); ``drifted == (decision == 'drifted')``.
+    # Left None, the result was decided by its test's threshold alone: rule 'threshold', decision from
+    # ``drifted`` (and 'not_enough_data' without a score)
+    decision: str | None = None
+    decision_rule: str | None = None
     raw_drifted: bool | None = None
     p_value: float | None = None
     q_value: float | None = None
