@@ -66,7 +66,7 @@ def processed_since(engine: Engine, model_version_id: int,
             .where(Image.processed_at > after, Image.status == "ok", Image.model_version_id == model_version_id,
                    Image.pruned_at.is_(None)))
     with engine.connect() as conn:
-        return [(c, p) for c, p in conn.execute(stmt)]
+        return [(c, p) for c, p in conn.execute(stmt) if p is not None]
 
 
 def latest_processed_at(engine: Engine, model_version_id: int) -> dt.datetime | None:

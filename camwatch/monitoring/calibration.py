@@ -197,7 +197,7 @@ def hierarchical_q(p_values: Sequence[float | None], groups: Sequence[str], fdr:
     if not names:
         return out
     members = {g: np.flatnonzero((np.asarray(groups, dtype=object) == g) & np.isfinite(p)) for g in names}
-    within = {g: benjamini_hochberg(p[idx], fdr)[1] for g, idx in members.items()}
+    within = {g: benjamini_hochberg(p[idx].tolist(), fdr)[1] for g, idx in members.items()}
     selected, q_slice = benjamini_hochberg([float(within[g].min()) for g in names], fdr)
     scale = len(names) / max(int(selected.sum()), 1)
     for k, g in enumerate(names):

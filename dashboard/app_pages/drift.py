@@ -128,7 +128,7 @@ else:
 
 history = query(drift_history, reference.id, window_kind, statistic, cls, f.start, tested_slice) \
     if reference is not None and kinds else None
-if history is not None and len(history):
+if reference is not None and history is not None and len(history):
     counts = decisions.summary(history)
     st.plotly_chart(figures.drift_scores(history, label, axis), key="drift_scores")
     st.caption(f"{counts['drifted']} of {len(history)} windows drifted (red), {counts['not_enough_data']} had "
