@@ -16,7 +16,7 @@ from camwatch.statistics.registry import UNKNOWN_CATEGORY
 
 def _rows(n: int, models: list[str | None], brightness: float) -> list[StatRow]:
     return [StatRow(class_index=0, stats={"brightness": brightness + (i % 10)},
-                    labels={"camera_model": models[i % len(models)]}, heatmap=np.ones((3, 3)))
+                    category_values={"camera_model": models[i % len(models)]}, heatmap=np.ones((3, 3)))
             for i in range(n)]
 
 
