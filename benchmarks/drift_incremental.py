@@ -2,16 +2,17 @@
 drift part): the same pass after a 480-image batch on databases already holding about 0, 100,000 and
 1,000,000 processed images of the model version.
 
-    python benchmarks/drift_incremental.py [--sizes 0 100000 1000000] [--rounds 3] [--work /tmp/camwatch-drift-inc]
+    python benchmarks/drift_incremental.py [--sizes 0 100000 1000000] [--rounds 5] [--work /tmp/camwatch-drift-inc]
 
 1. Builds once per size (cached under ``--work``) a synthetic database (:func:`demo.synthetic.fill.fill_database`,
    4,000 images a day on four cameras; size 0 is one 480-image batch, the least that holds a reference) and
    copies it.
 2. Builds the reference (default ``first_n``) and records the drift state as current (the worker has kept
    up: watermark = the newest ``processed_at``), so that every timed pass is a steady-state pass.
-3. Per round: appends a 480-image batch (:func:`demo.synthetic.grow.append_batch`, captured on the day after
-   the history, processed now) and times, interleaved in the same round: the incremental pass
-   (:func:`worker.service.monitor.drift_pass`) and the part of main's pass that read the whole history
+3. Per round, for each size in turn (rounds interleaved across sizes, so that the machine's drifting speed
+   hits every size alike): appends a 480-image batch (:func:`demo.synthetic.grow.append_batch`, captured on
+   the day after the history, processed now) and times the incremental pass
+   (:func:`worker.service.monitor.drift_pass`), then the part of main's pass that read the whole history
    (``processed_index`` + ``assign_windows`` over every processed image), which the incremental pass
    replaces with indexed queries.
 
@@ -71,15 +72,15 @@ def _old_history_read(engine: object, model_version_id: int, settings: Settings)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 100_000, 1_000_000])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/camwatch-drift-inc"))
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     settings = Settings()
-    results: dict[int, tuple[list[float], list[float], list[int]]] = {}
-    for size in args.sizes:
+    runs = {}
+    for size in args.sizes:  # prepare every database first, then interleave the rounds across sizes
         cached, end = _database(args.work, size)
-        path = args.work / "run.db"
+        path = args.work / f"run-{size}.db"
         shutil.copyfile(cached, path)
         url = f"sqlite:///{path}"
         engine = make_engine(url)
@@ -87,20 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         assert handle is not None
         write_drift_state(engine, handle.id, settings.drift.window_label, watermark=latest_processed_at(engine, 1),
                           reference_built_at=handle.built_at, settings_key=settings_key(settings.drift), windows=0)
-        passes, old, windows = [], [], []
-        for r in range(args.rounds):
-            now = dt.datetime.now(dt.UTC)
+        runs[size] = (path, url, end, engine, handle)
+    results: dict[int, tuple[list[float], list[float], list[int]]] = {size: ([], [], []) for size in args.sizes}
+    for r in range(args.rounds):
+        for size, (_, url, end, engine, handle) in runs.items():
             append_batch(url, BATCH, captured_from=end + dt.timedelta(hours=1 + 6 * r),
-                         span=dt.timedelta(hours=5), processed_at=now)
+                         span=dt.timedelta(hours=5), processed_at=dt.datetime.now(dt.UTC))
             began = time.perf_counter()
             done = drift_pass(engine, settings, handle, 1)
-            passes.append(time.perf_counter() - began)
+            results[size][0].append(time.perf_counter() - began)
             assert not done.full
-            windows.append(done.windows)
-            old.append(_old_history_read(engine, 1, settings))
+            results[size][2].append(done.windows)
+            results[size][1].append(_old_history_read(engine, 1, settings))
+    for path, _, _, engine, _ in runs.values():
         engine.dispose()
         path.unlink()
-        results[size] = (passes, old, windows)
     base = statistics.median(results[args.sizes[0]][0])
     for size, (passes, old, windows) in results.items():
         median = statistics.median(passes)

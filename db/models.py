@@ -114,6 +114,9 @@ class Image(ImagePropertyColumns, Base):
         Index("ix_images_status_lease_until_id", "status", "lease_until", "id"),
         Index("ix_images_processed_at", "processed_at"),  # dashboard: throughput
         Index("ix_images_captured_at_status", "captured_at", "status"),  # dashboard: status per time range
+        # drift passes: images processed since the watermark, and one window's images (db.drift_incremental)
+        Index("ix_images_model_version_id_processed_at", "model_version_id", "processed_at"),
+        Index("ix_images_model_version_id_captured_at", "model_version_id", "captured_at"),
         _one_of("status", IMAGE_STATUSES),
     )
 

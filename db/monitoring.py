@@ -102,9 +102,17 @@ def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> 
 
 
 def reference_rows(conn: Connection, reference_id: int) -> tuple[list[int], list[StatRow]]:
-    """The :class:`StatRow` of a reference's member images."""
-    member_ids = select(ReferenceMember.image_id).where(ReferenceMember.reference_id == reference_id)
-    return _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids)))
+    """The :class:`StatRow` of a reference's member images (read by primary key in chunks: an ``IN
+    (subquery)`` lets SQLite scan every image through the status index, a cost that grows with history)."""
+    member_ids = list(conn.execute(select(ReferenceMember.image_id).where(ReferenceMember.reference_id == reference_id)
+                                   .order_by(ReferenceMember.image_id)).scalars())
+    ids: list[int] = []
+    rows: list[StatRow] = []
+    for start in range(0, len(member_ids), _IN_CHUNK):
+        chunk_ids, chunk_rows = _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids[start:start + _IN_CHUNK])))
+        ids += chunk_ids
+        rows += chunk_rows
+    return ids, rows
 
 
 def image_slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> dict[str, list[int]]:

@@ -10,7 +10,9 @@ Create Date: 2026-12-01
   window), ``fdr``, ``effect_size``, ``effect_threshold``. Earlier rows were decided by their test's
   threshold alone: they become rule 'threshold' with their decision spelled out.
 - new table ``drift_state`` (one row per reference and window kind: the processed-at watermark of the
-  last drift pass, what it was computed against).
+  last drift pass, what it was computed against);
+- indexes ``images (model_version_id, processed_at)`` and ``images (model_version_id, captured_at)`` for the
+  incremental pass's queries (without them SQLite scans every image through the status index).
 """
 
 from __future__ import annotations
@@ -66,9 +68,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["reference_id"], ["references.id"], ondelete="CASCADE",
                                 name="fk_drift_state_reference_id_references"),
     )
+    op.create_index("ix_images_model_version_id_processed_at", "images", ["model_version_id", "processed_at"])
+    op.create_index("ix_images_model_version_id_captured_at", "images", ["model_version_id", "captured_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_images_model_version_id_captured_at", table_name="images")
+    op.drop_index("ix_images_model_version_id_processed_at", table_name="images")
     op.drop_table("drift_state")
     with op.batch_alter_table("drift_results") as batch:
         batch.drop_constraint("ck_drift_results_decision_rule", type_="check")
