@@ -72,7 +72,7 @@ def _old_history_read(engine: object, model_version_id: int, settings: Settings)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 100_000, 1_000_000])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, choices=range(1, 21))
     parser.add_argument("--work", type=Path, default=Path("/tmp/camwatch-drift-inc"))
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[int, tuple[list[float], list[float], list[int]]] = {size: ([], [], []) for size in args.sizes}
     for r in range(args.rounds):
         for size, (_, url, end, engine, handle) in runs.items():
-            append_batch(url, BATCH, captured_from=end + dt.timedelta(hours=1 + 6 * r),
-                         span=dt.timedelta(hours=5), processed_at=dt.datetime.now(dt.UTC))
+            append_batch(url, BATCH, captured_from=end + dt.timedelta(minutes=10 + 60 * r),
+                         span=dt.timedelta(minutes=50), processed_at=dt.datetime.now(dt.UTC))
             began = time.perf_counter()
             done = drift_pass(engine, settings, handle, 1)
             results[size][0].append(time.perf_counter() - began)

@@ -1,7 +1,9 @@
 """Queries of incremental drift maintenance: the drift state of a reference and window kind, the capture
-times of images processed since a watermark, and the images of one window. Each is an indexed query whose
-cost follows the images it returns (``ix_images_processed_at``, ``ix_images_captured_at``), never the whole
-history; :func:`worker.service.monitor.recompute_drift` decides what to recompute with them.
+times of images processed since a watermark, and the images of one window. Each is a range of an index
+led by the model version (``ix_images_model_version_id_processed_at``, ``..._captured_at``, revision
+0007) whose cost follows the images it returns, never the whole history (without them SQLite picks the
+status index, which every processed image shares); counting the images before a point (count windows) is
+the exception: a count over the index; :func:`worker.service.monitor.recompute_drift` decides what to recompute with them.
 """
 
 from __future__ import annotations
@@ -58,13 +60,24 @@ def _held(model_version_id: int) -> Select:
                                   Image.pruned_at.is_(None))
 
 
+def since_statement(model_version_id: int, after: dt.datetime) -> Select:
+    """The query of :func:`processed_since` (a range of ``ix_images_model_version_id_processed_at``)."""
+    return (select(Image.captured_at, Image.processed_at)
+            .where(Image.processed_at > after, Image.status == "ok", Image.model_version_id == model_version_id,
+                   Image.pruned_at.is_(None)))
+
+
+def window_statement(model_version_id: int, start: dt.datetime, end: dt.datetime) -> Select:
+    """The query of :func:`window_image_ids` (a range of ``ix_images_model_version_id_captured_at``)."""
+    return (_held(model_version_id).where(Image.captured_at >= start, Image.captured_at < end)
+            .order_by(Image.captured_at, Image.id))
+
+
 def processed_since(engine: Engine, model_version_id: int,
                     after: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
     """``(captured_at, processed_at)`` of the held processed images of a model version processed after
-    ``after`` (range scan of ``ix_images_processed_at``)."""
-    stmt = (select(Image.captured_at, Image.processed_at)
-            .where(Image.processed_at > after, Image.status == "ok", Image.model_version_id == model_version_id,
-                   Image.pruned_at.is_(None)))
+    ``after``."""
+    stmt = since_statement(model_version_id, after)
     with engine.connect() as conn:
         return [(c, p) for c, p in conn.execute(stmt) if p is not None]
 
@@ -79,8 +92,7 @@ def latest_processed_at(engine: Engine, model_version_id: int) -> dt.datetime | 
 
 def window_image_ids(engine: Engine, model_version_id: int, start: dt.datetime, end: dt.datetime) -> list[int]:
     """Held processed images captured in ``[start, end)``, in capture-time order (ties by id)."""
-    stmt = (_held(model_version_id).where(Image.captured_at >= start, Image.captured_at < end)
-            .order_by(Image.captured_at, Image.id))
+    stmt = window_statement(model_version_id, start, end)
     with engine.connect() as conn:
         return list(conn.execute(stmt).scalars())
 
