@@ -63,22 +63,26 @@ class IndexedImage:
     processed_at: dt.datetime | None
 
 
-def _rows_query() -> Select:
+def _rows_query(only_ok: bool = True) -> Select:
     stat_cols = [getattr(Heatmap, c) for c in HEATMAP_KEYS]
     image_cols = [getattr(Image, c) for c in (*IMAGE_KEYS, *CATEGORIES)]  # image properties, camera model
-    return (select(Image.id, Image.captured_at, Prediction.class_index, Prediction.confidence, Prediction.labels,
-                   Heatmap.raw_max, Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w,
-                   Heatmap.data, *stat_cols, *image_cols)
-            .join(Prediction, Prediction.image_id == Image.id)
-            .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary)
-            .where(Image.status == "ok"))
+    query = (select(Image.id, Image.captured_at, Image.status, Image.model_version_id, Prediction.class_index,
+                    Prediction.confidence, Prediction.labels, Heatmap.raw_max, Heatmap.raw_sum, Heatmap.target_logit,
+                    Heatmap.grid_h, Heatmap.grid_w, Heatmap.data, *stat_cols, *image_cols)
+             .join(Prediction, Prediction.image_id == Image.id)
+             .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary))
+    return query.where(Image.status == "ok") if only_ok else query
 
 
-def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow]]:
-    """Image ids and their :class:`StatRow` (statistics, engine values, native map)."""
+def _stat_rows(conn: Connection, query: Select,
+               model_version_id: int | None = None) -> tuple[list[int], list[StatRow]]:
+    """Image ids and their :class:`StatRow` (statistics, engine values, native map) of the processed images
+    the query returns (of ``model_version_id`` when given)."""
     ids, rows = [], []
     for r in conn.execute(query):
         m = r._mapping
+        if m["status"] != "ok" or (model_version_id is not None and m["model_version_id"] != model_version_id):
+            continue
         ids.append(m["id"])
         rows.append(StatRow(class_index=m["class_index"], stats={c: m[c] for c in (*HEATMAP_KEYS, *IMAGE_KEYS)},
                             category_values={c: m[c] for c in CATEGORIES},
@@ -89,30 +93,32 @@ def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow
     return ids, rows
 
 
-def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> tuple[list[int], list[StatRow]]:
-    """The :class:`StatRow` of the given processed images of a model version (ids in result order)."""
-    base = _rows_query().where(Image.model_version_id == model_version_id)
+def _rows_by_id(conn: Connection, ids: Sequence[int],
+                model_version_id: int | None = None) -> tuple[list[int], list[StatRow]]:
+    """The rows of the given image ids, read by primary key in chunks. Status and model version are checked
+    in Python, not in SQL: without table statistics SQLite prefers any index with an equality on it (the
+    status or model-version index, which every processed image shares) to a few hundred primary-key
+    lookups, which makes the read grow with the history."""
     out_ids: list[int] = []
     out_rows: list[StatRow] = []
     for start in range(0, len(ids), _IN_CHUNK):
-        chunk_ids, chunk_rows = _stat_rows(conn, base.where(Image.id.in_(ids[start:start + _IN_CHUNK])))
+        query = _rows_query(only_ok=False).where(Image.id.in_(list(ids[start:start + _IN_CHUNK])))
+        chunk_ids, chunk_rows = _stat_rows(conn, query, model_version_id)
         out_ids += chunk_ids
         out_rows += chunk_rows
     return out_ids, out_rows
 
 
+def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> tuple[list[int], list[StatRow]]:
+    """The :class:`StatRow` of the given processed images of a model version (ids in result order)."""
+    return _rows_by_id(conn, ids, model_version_id)
+
+
 def reference_rows(conn: Connection, reference_id: int) -> tuple[list[int], list[StatRow]]:
-    """The :class:`StatRow` of a reference's member images (read by primary key in chunks: an ``IN
-    (subquery)`` lets SQLite scan every image through the status index, a cost that grows with history)."""
+    """The :class:`StatRow` of a reference's member images (read by primary key, see :func:`_rows_by_id`)."""
     member_ids = list(conn.execute(select(ReferenceMember.image_id).where(ReferenceMember.reference_id == reference_id)
                                    .order_by(ReferenceMember.image_id)).scalars())
-    ids: list[int] = []
-    rows: list[StatRow] = []
-    for start in range(0, len(member_ids), _IN_CHUNK):
-        chunk_ids, chunk_rows = _stat_rows(conn, _rows_query().where(Image.id.in_(member_ids[start:start + _IN_CHUNK])))
-        ids += chunk_ids
-        rows += chunk_rows
-    return ids, rows
+    return _rows_by_id(conn, member_ids)
 
 
 def image_slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> dict[str, list[int]]:
