@@ -27,7 +27,7 @@ from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
 from camwatch.heads import DEFAULT_HEAD_THRESHOLD, HeadKind, TargetMode
 from camwatch.locations import DEFAULT_STREAM_MAXLEN
 from camwatch.monitoring.calibration import DEFAULT_FDR, DEFAULT_MIN_EFFECT, DEFAULT_MIN_MIX_EFFECT
-from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
+from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES, get_test
 from camwatch.monitoring.flags import FlagConfig
 from camwatch.passwords import check_hash_format
 
@@ -73,6 +73,13 @@ class DriftSettings(BaseModel):
     tests: dict[str, str] = Field(default_factory=dict)
     # statistics (or "predicted_class") decided by mean + 3 sd of reference chunks instead (NannyML's way)
     chunk_statistics: list[str] = Field(default_factory=list)
+
+    @field_validator("tests")
+    @classmethod
+    def _known_tests(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value.values():
+            get_test(key)  # an unknown key fails here, naming the registered ones
+        return value
 
     @property
     def window_label(self) -> str:

@@ -187,3 +187,14 @@ def test_a_window_with_too_few_images_says_not_enough_data() -> None:
     ref = build_reference(_rows(200))
     records = compute_window_drift(ref, _rows(10, shift=5.0), statistics=["gini"])
     assert records and all(r.decision == "not_enough_data" and not r.drifted for r in records)
+
+
+def test_drift_settings_carry_the_documented_defaults_and_refuse_unknown_tests() -> None:
+    from pydantic import ValidationError
+
+    from camwatch.settings import Settings
+
+    d = Settings().drift
+    assert (d.fdr, d.min_effect, d.min_mix_effect, d.chunk_statistics, d.tests) == (0.01, 0.2, 0.1, [], {})
+    with pytest.raises(ValidationError, match="unknown drift test 'nope'"):
+        Settings(drift={"tests": {"predicted_class": "nope"}})  # type: ignore[arg-type]
