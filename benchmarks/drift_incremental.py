@@ -12,7 +12,8 @@ drift part): the same pass after a 480-image batch on databases already holding 
 3. Per round, for each size in turn (rounds interleaved across sizes, so that the machine's drifting speed
    hits every size alike): appends a 480-image batch (:func:`demo.synthetic.grow.append_batch`, captured on
    the day after the history, processed now) and times the incremental pass
-   (:func:`worker.service.monitor.drift_pass`), then the part of main's pass that read the whole history
+   (:func:`worker.service.monitor.drift_pass`; before it, timed apart, the worker's reference check
+   :func:`db.monitoring.ensure_reference`), then the part of main's pass that read the whole history
    (``processed_index`` + ``assign_windows`` over every processed image), which the incremental pass
    replaces with indexed queries.
 
@@ -89,11 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         write_drift_state(engine, handle.id, settings.drift.window_label, watermark=latest_processed_at(engine, 1),
                           reference_built_at=handle.built_at, settings_key=settings_key(settings.drift), windows=0)
         runs[size] = (path, url, end, engine, handle)
-    results: dict[int, tuple[list[float], list[float], list[int]]] = {size: ([], [], []) for size in args.sizes}
+    results: dict[int, tuple[list[float], list[float], list[int], list[float]]] = {
+        size: ([], [], [], []) for size in args.sizes}
     for r in range(args.rounds):
         for size, (_, url, end, engine, handle) in runs.items():
             append_batch(url, BATCH, captured_from=end + dt.timedelta(minutes=10 + 60 * r),
                          span=dt.timedelta(minutes=50), processed_at=dt.datetime.now(dt.UTC))
+            began = time.perf_counter()
+            handle = ensure_reference(engine, settings.reference, 1, "gradcam")  # as the worker's pass does
+            assert handle is not None
+            results[size][3].append(time.perf_counter() - began)
             began = time.perf_counter()
             done = drift_pass(engine, settings, handle, 1)
             results[size][0].append(time.perf_counter() - began)
@@ -104,11 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
         path.unlink()
     base = statistics.median(results[args.sizes[0]][0])
-    for size, (passes, old, windows) in results.items():
+    for size, (passes, old, windows, reference) in results.items():
         median = statistics.median(passes)
         print(f"{size:>9} processed images: incremental drift pass {median:.3f} s (median of {len(passes)}; "
-              f"{median / base:.2f}x the smallest; windows recomputed {windows}); main's whole-history read "
-              f"alone {statistics.median(old):.3f} s per pass")
+              f"{median / base:.2f}x the smallest; windows recomputed {windows}); reference check "
+              f"{statistics.median(reference):.3f} s; main's whole-history read alone {statistics.median(old):.3f} s "
+              "per pass")
     return 0
 
 
