@@ -27,7 +27,8 @@ from camwatch.events import DEFAULT_MAX_INLINE_BYTES
 from camwatch.files import DEFAULT_MAX_IMAGE_BYTES
 from camwatch.heads import DEFAULT_HEAD_THRESHOLD, HeadKind, TargetMode
 from camwatch.locations import DEFAULT_STREAM_MAXLEN
-from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES
+from camwatch.monitoring.calibration import DEFAULT_FDR, DEFAULT_MIN_EFFECT, DEFAULT_MIN_MIX_EFFECT
+from camwatch.monitoring.drift import DEFAULT_HEATMAP_CORRELATION, DEFAULT_MIN_SAMPLES, get_test
 from camwatch.monitoring.flags import FlagConfig
 from camwatch.passwords import check_hash_format
 
@@ -62,6 +63,24 @@ class DriftSettings(BaseModel):
         "brightness", "contrast", "sharpness", "colourfulness", "width", "height"])
     slice_tags: list[str] = Field(default_factory=lambda: ["site", "camera"])  # drift per value of these tags
     every_batches: int = 20  # the worker recomputes drift after this many batches (and when idle)
+    # incremental passes re-read images processed this long before the last pass's watermark (other workers'
+    # commits racing the pass); 0 trusts every commit to land before the next pass starts
+    watermark_overlap_seconds: Annotated[float, Field(ge=0)] = 60.0
+    # calibrated decisions (camwatch.monitoring.calibration): BH level per window, effect-size thresholds
+    fdr: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_FDR
+    min_effect: Annotated[float, Field(ge=0)] = DEFAULT_MIN_EFFECT  # Wasserstein-1 in reference SDs
+    min_mix_effect: Annotated[float, Field(ge=0, le=1)] = DEFAULT_MIN_MIX_EFFECT  # total variation of mixes
+    # test key per statistic ("predicted_class", "heatmap_correlation", a category), e.g. {"entropy": "psi"}
+    tests: dict[str, str] = Field(default_factory=dict)
+    # statistics (or "predicted_class") decided by mean + 3 sd of reference chunks instead (NannyML's way)
+    chunk_statistics: list[str] = Field(default_factory=list)
+
+    @field_validator("tests")
+    @classmethod
+    def _known_tests(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value.values():
+            get_test(key)  # an unknown key fails here, naming the registered ones
+        return value
 
     @property
     def window_label(self) -> str:

@@ -29,7 +29,8 @@ import pandas as pd
 from scipy import stats
 from sqlalchemy import Engine
 
-from camwatch.monitoring.review import benjamini_hochberg, wilson_interval
+from camwatch.monitoring.calibration import benjamini_hochberg
+from camwatch.monitoring.review import wilson_interval
 from camwatch.statistics.registry import STATISTICS
 from db.queries import ImageFilter, sample_rate
 from db.queries_qa import bias_sample

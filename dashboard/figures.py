@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 
 from camwatch.monitoring.drift import DRIFT_TESTS
 from camwatch.monitoring.review import Z
+from dashboard.decisions import STATE_LABELS, state, why
 from dashboard.literal import plot_text
 
 DRIFT_COLOUR = "#d62728"
@@ -133,8 +134,8 @@ def statistic_series(series: pd.DataFrame, statistic: str, label: str, reference
 
 def drift_scores(history: pd.DataFrame, label: str, x_range: TimeRange) -> go.Figure:
     """Drift strength per window, up is worse (``-log10 p`` for p-values, ``1 - r`` for correlations, the
-    distance otherwise), with each test's threshold on the same scale; drifted windows red, windows with
-    too little data grey at 0."""
+    distance otherwise), with each test's threshold on the same scale; windows whose calibrated decision
+    drifted red (the hover says why, :mod:`dashboard.decisions`), windows with too little data grey at 0."""
     fig = go.Figure()
     for test_key, rows in history.groupby("test", sort=True):
         test = DRIFT_TESTS.get(str(test_key))
@@ -142,10 +143,10 @@ def drift_scores(history: pd.DataFrame, label: str, x_range: TimeRange) -> go.Fi
             continue
         tested = rows["score"].notna()
         y = [test.strength(float(s)) if ok else 0.0 for s, ok in zip(rows["score"], tested, strict=True)]
-        colours = [DRIFT_COLOUR if d else (OK_COLOUR if ok else MUTED_COLOUR)
-                   for d, ok in zip(rows["drifted"], tested, strict=True)]
-        text = [f"{test.key} score {s:.3g}" if ok else "not enough data"
-                for s, ok in zip(rows["score"], tested, strict=True)]
+        colours = [DRIFT_COLOUR if state(r) == "drifted" else (OK_COLOUR if ok else MUTED_COLOUR)
+                   for r, ok in zip(rows.to_dict("records"), tested, strict=True)]
+        text = [f"{test.key} score {r['score']:.3g}: {STATE_LABELS[state(r)]}, {why(r)}" if ok else "not enough data"
+                for r, ok in zip(rows.to_dict("records"), tested, strict=True)]
         fig.add_trace(go.Scatter(x=rows["window_start"], y=y, mode="lines+markers", name=f"{test.key}: "
                                  f"{test.strength_label}", marker={"color": colours, "size": 8},
                                  line={"color": "#999999"}, customdata=np.stack([text, rows["n_current"]], axis=-1),

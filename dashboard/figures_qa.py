@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from camwatch.monitoring.drift import DRIFT_TESTS
+from dashboard.decisions import STATE_LABELS, state, why
 from dashboard.figures import BUCKET_MS, DRIFT_COLOUR, LAYOUT, OK_COLOUR, TimeRange, time_axis
 from dashboard.literal import plot_text
 
@@ -52,10 +53,10 @@ def drift_matrix(results: pd.DataFrame, rows: Sequence[str], labels: Mapping[str
         if i is None or j is None:
             continue
         z[i, j] = drift_ratio(str(r.test), r.score, r.threshold)
-        text[i, j] = "●" if r.drifted else ""
-        hover[i, j] = (f"{r.test} = {r.score:.3g} (threshold {r.threshold:g}): "
-                       + ("drifted" if r.drifted else "no drift") if r.score == r.score and r.score is not None
-                       else "not enough data")
+        row = r._asdict()
+        text[i, j] = "●" if state(row) == "drifted" else ""
+        hover[i, j] = (f"{r.test} = {r.score:.3g} (threshold {r.threshold:g}): {STATE_LABELS[state(row)]}, {why(row)}"
+                       if r.score == r.score and r.score is not None else "not enough data")
     fig = go.Figure(go.Heatmap(
         z=z, x=[pd.Timestamp(w) for w in windows], y=[labels.get(name, name) for name in rows], zmin=0,
         zmax=RATIO_CAP, colorscale=_RATIO_SCALE, text=text, texttemplate="%{text}", customdata=hover,

@@ -1,6 +1,6 @@
 """camwatch storage: SQLAlchemy models, migrations and the queries the worker and dashboard share.
 
-Modules: ``session`` (engines, sessions), ``models``, ``models_ops`` and ``models_qa`` (schema), ``migrate`` (Alembic
+Modules: ``session`` (engines, sessions), ``models``, ``models_ops``, ``models_qa`` and ``models_drift`` (schema), ``migrate`` (Alembic
 upgrade), ``registry`` (scanner registration), ``claims`` (exactly-once work hand-out), ``results``
 (batch results), ``writes`` (model versions, heartbeats, reviews, drift), ``codec`` (heatmap bytes),
 ``records`` (plain dataclasses exchanged with callers).
@@ -17,6 +17,7 @@ from db.claims import (
 from db.codec import decode_heatmap, encode_heatmap
 from db.migrate import upgrade
 from db.models_alerts import Alert
+from db.models_drift import DriftState
 from db.models_ops import AuditEvent, QueueStatus, WorkerHeartbeat
 from db.models_qa import MaintenanceRun, ReviewClaim, ThresholdOverride
 from db.records import (
@@ -45,7 +46,7 @@ from db.writes import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_ATTEMPTS", "Alert", "AuditEvent", "QueueStatus", "WorkerHeartbeat", "MaintenanceRun", "ReviewClaim", "ThresholdOverride", "ClaimedImage", "DriftResultRecord", "FileFound", "FlagRecord", "HeatmapRecord",
+    "DEFAULT_MAX_ATTEMPTS", "Alert", "AuditEvent", "DriftState", "QueueStatus", "WorkerHeartbeat", "MaintenanceRun", "ReviewClaim", "ThresholdOverride", "ClaimedImage", "DriftResultRecord", "FileFound", "FlagRecord", "HeatmapRecord",
     "ImageResult", "PredictionRecord", "RegisterOutcome", "add_review", "claim_batch", "complete_batch",
     "decode_heatmap", "encode_heatmap", "expire_claims", "get_or_create_model_version", "has_claimable_work", "known_uris", "make_engine",
     "model_fingerprint", "register_file", "register_files", "release_claims", "renew_lease", "heartbeat_state", "retire_worker", "silent_workers", "session_scope",

@@ -7,7 +7,7 @@ key        rows
 images     every processed image (:mod:`db.export`)
 reviews    every review, with the image and its prediction
 flags      every flag with its value, threshold and severity, the image's prediction and latest verdict
-drift      every drift result (window, statistic, class, slice, test, score, threshold, decision)
+drift      every drift result (window, statistic, class, slice, test, score, threshold, decision and why)
 alerts     every alert episode (rule, subject, state, first/last seen, value, threshold, summary, links)
 curated    the images confirmed as looking at the wrong region (:mod:`db.curated`; also as COCO)
 =========  =============================================================================================
@@ -153,6 +153,9 @@ DRIFT_COLUMNS: tuple[Column, ...] = (
     Column("statistic", "str"), Column("class_index", "int"), Column("slice", "str"), Column("test", "str"),
     Column("score", "float"), Column("threshold", "float"), Column("drifted", "bool"),
     Column("n_reference", "int"), Column("n_current", "int"), Column("computed_at", "datetime"),
+    Column("decision", "str"), Column("decision_rule", "str"), Column("raw_drifted", "bool"),
+    Column("p_value", "float"), Column("q_value", "float"), Column("fdr", "float"), Column("effect_size", "float"),
+    Column("effect_threshold", "float"),
 )
 
 
@@ -161,7 +164,9 @@ def _drift_rows(engine: Engine, options: ExportOptions) -> Iterator[dict[str, An
                    DriftResult.window_kind, DriftResult.window_start, DriftResult.window_end, DriftResult.statistic,
                    DriftResult.class_index, DriftResult.slice, DriftResult.test, DriftResult.score,
                    DriftResult.threshold, DriftResult.drifted, DriftResult.n_reference, DriftResult.n_current,
-                   DriftResult.computed_at)
+                   DriftResult.computed_at, DriftResult.decision, DriftResult.decision_rule, DriftResult.raw_drifted,
+                   DriftResult.p_value, DriftResult.q_value, DriftResult.fdr, DriftResult.effect_size,
+                   DriftResult.effect_threshold)
             .join(Reference, Reference.id == DriftResult.reference_id))
     if options.start is not None:
         stmt = stmt.where(DriftResult.window_start >= options.start)
@@ -170,6 +175,7 @@ def _drift_rows(engine: Engine, options: ExportOptions) -> Iterator[dict[str, An
     for row in _paged(engine, stmt, DriftResult.id):
         row["result_id"] = row.pop("_key")
         row["drifted"] = bool(row["drifted"])
+        row["raw_drifted"] = None if row["raw_drifted"] is None else bool(row["raw_drifted"])
         yield row
 
 

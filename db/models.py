@@ -40,6 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from camwatch.conventions import IMAGE_STATUSES, REFERENCE_KINDS, REVIEW_VERDICTS
 from camwatch.heads import HEAD_KINDS, TARGET_MODES
+from camwatch.monitoring.calibration import DECISIONS, RULES
 from camwatch.statistics.heatmap import HEATMAP_STATES
 from camwatch.statistics.registry import CATEGORIES, HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.types import UTCDateTime, utcnow
@@ -116,6 +117,9 @@ class Image(ImagePropertyColumns, Base):
         Index("ix_images_status_lease_until_id", "status", "lease_until", "id"),
         Index("ix_images_processed_at", "processed_at"),  # dashboard: throughput
         Index("ix_images_captured_at_status", "captured_at", "status"),  # dashboard: status per time range
+        # drift passes: images processed since the watermark, and one window's images (db.drift_incremental)
+        Index("ix_images_model_version_id_processed_at", "model_version_id", "processed_at"),
+        Index("ix_images_model_version_id_captured_at", "model_version_id", "captured_at"),
         _one_of("status", IMAGE_STATUSES),
     )
 
@@ -339,6 +343,7 @@ class DriftResult(Base):
     __table_args__ = (
         UniqueConstraint("reference_id", "window_kind", "window_start", "statistic", "class_index", "test",
                          "slice", name="uq_drift_results_window_test"),
+        _one_of("decision", DECISIONS), _one_of("decision_rule", RULES),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -350,9 +355,18 @@ class DriftResult(Base):
     class_index: Mapped[int] = mapped_column(Integer)
     test: Mapped[str] = mapped_column(String(32))
     slice: Mapped[str] = mapped_column(String(200), default="", server_default="")  # '' = all, else key=value
-    score: Mapped[float | None] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # the test's own score and threshold
     threshold: Mapped[float | None] = mapped_column(Float)
-    drifted: Mapped[bool] = mapped_column(Boolean)
+    drifted: Mapped[bool] = mapped_column(Boolean)  # the calibrated decision: decision == 'drifted'
     n_reference: Mapped[int] = mapped_column(Integer)
     n_current: Mapped[int] = mapped_column(Integer)
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # why (camwatch.monitoring.calibration; docs/metrics.md "Drift decisions")
+    decision: Mapped[str] = mapped_column(String(20), default="no_drift", server_default="no_drift")
+    decision_rule: Mapped[str] = mapped_column(String(20), default="fdr_effect", server_default="fdr_effect")
+    raw_drifted: Mapped[bool | None] = mapped_column(Boolean)  # the test's own decision, score vs threshold
+    p_value: Mapped[float | None] = mapped_column(Float)
+    q_value: Mapped[float | None] = mapped_column(Float)  # Benjamini-Hochberg over the window's tests
+    fdr: Mapped[float | None] = mapped_column(Float)  # the level q_value is held to
+    effect_size: Mapped[float | None] = mapped_column(Float)
+    effect_threshold: Mapped[float | None] = mapped_column(Float)

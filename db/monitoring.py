@@ -26,6 +26,7 @@ from camwatch.monitoring.reference import ReferenceSummary, StatRow, StatSummary
 from camwatch.settings import ReferenceSettings
 from camwatch.statistics.registry import CATEGORIES, HEATMAP_KEYS, IMAGE_KEYS
 from db.codec import decode_heatmap, encode_heatmap
+from db.drift_incremental import of_version
 from db.models import (
     Heatmap,
     Image,
@@ -51,6 +52,7 @@ class ReferenceHandle:
 
     id: int
     summary: ReferenceSummary
+    built_at: dt.datetime | None = None  # when the summary was built (drift results follow it)
 
 
 @dataclass(frozen=True)
@@ -62,24 +64,27 @@ class IndexedImage:
     processed_at: dt.datetime | None
 
 
-def _rows_query(model_version_id: int) -> Select:
-    """Rows of the processed images with the results of ``model_version_id`` (results are kept per version)."""
+def _rows_query(model_version_id: int, only_ok: bool = True) -> Select:
+    """Rows of the images with the results of ``model_version_id`` (results are kept per version)."""
     stat_cols = [getattr(Heatmap, c) for c in HEATMAP_KEYS]
     image_cols = [getattr(Image, c) for c in (*IMAGE_KEYS, *CATEGORIES)]  # image properties, camera model
-    return (select(Image.id, Image.captured_at, Prediction.class_index, Prediction.confidence, Prediction.labels,
-                   Heatmap.raw_max, Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h, Heatmap.grid_w,
-                   Heatmap.data, *stat_cols, *image_cols)
-            .join(Prediction, (Prediction.image_id == Image.id) & (Prediction.model_version_id == model_version_id))
-            .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary
-                  & (Heatmap.model_version_id == model_version_id))
-            .where(Image.status == "ok"))
+    query = (select(Image.id, Image.captured_at, Image.status, Prediction.class_index, Prediction.confidence,
+                    Prediction.labels, Heatmap.raw_max, Heatmap.raw_sum, Heatmap.target_logit, Heatmap.grid_h,
+                    Heatmap.grid_w, Heatmap.data, *stat_cols, *image_cols)
+             .join(Prediction, (Prediction.image_id == Image.id) & (Prediction.model_version_id == model_version_id))
+             .join(Heatmap, (Heatmap.image_id == Image.id) & Heatmap.is_primary
+                   & (Heatmap.model_version_id == model_version_id)))
+    return query.where(Image.status == "ok") if only_ok else query
 
 
 def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow]]:
-    """Image ids and their :class:`StatRow` (statistics, engine values, native map)."""
+    """Image ids and their :class:`StatRow` (statistics, engine values, native map) of the processed images
+    the query returns."""
     ids, rows = [], []
     for r in conn.execute(query):
         m = r._mapping
+        if m["status"] != "ok":
+            continue
         ids.append(m["id"])
         rows.append(StatRow(class_index=m["class_index"], stats={c: m[c] for c in (*HEATMAP_KEYS, *IMAGE_KEYS)},
                             category_values={c: m[c] for c in CATEGORIES},
@@ -90,23 +95,32 @@ def _stat_rows(conn: Connection, query: Select) -> tuple[list[int], list[StatRow
     return ids, rows
 
 
-def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> tuple[list[int], list[StatRow]]:
-    """The :class:`StatRow` of the given processed images of a model version (ids in result order)."""
-    base = _rows_query(model_version_id)
+def _rows_by_id(conn: Connection, ids: Sequence[int], model_version_id: int) -> tuple[list[int], list[StatRow]]:
+    """The rows of the given image ids with ``model_version_id``'s results, read by primary key in chunks.
+    The status is checked in Python, not in SQL: without table statistics SQLite prefers any index with an
+    equality on it (the status index, which every processed image shares) to a few hundred primary-key
+    lookups, which makes the read grow with the history."""
     out_ids: list[int] = []
     out_rows: list[StatRow] = []
     for start in range(0, len(ids), _IN_CHUNK):
-        chunk_ids, chunk_rows = _stat_rows(conn, base.where(Image.id.in_(ids[start:start + _IN_CHUNK])))
+        query = _rows_query(model_version_id, only_ok=False).where(Image.id.in_(list(ids[start:start + _IN_CHUNK])))
+        chunk_ids, chunk_rows = _stat_rows(conn, query)
         out_ids += chunk_ids
         out_rows += chunk_rows
     return out_ids, out_rows
 
 
+def window_rows(conn: Connection, model_version_id: int, ids: Sequence[int]) -> tuple[list[int], list[StatRow]]:
+    """The :class:`StatRow` of the given processed images of a model version (ids in result order)."""
+    return _rows_by_id(conn, ids, model_version_id)
+
+
 def reference_rows(conn: Connection, reference_id: int) -> tuple[list[int], list[StatRow]]:
-    """The :class:`StatRow` of a reference's member images."""
-    member_ids = select(ReferenceMember.image_id).where(ReferenceMember.reference_id == reference_id)
+    """The :class:`StatRow` of a reference's member images (read by primary key, see :func:`_rows_by_id`)."""
+    member_ids = list(conn.execute(select(ReferenceMember.image_id).where(ReferenceMember.reference_id == reference_id)
+                                   .order_by(ReferenceMember.image_id)).scalars())
     version = conn.execute(select(Reference.model_version_id).where(Reference.id == reference_id)).scalar_one()
-    return _stat_rows(conn, _rows_query(version).where(Image.id.in_(member_ids)))
+    return _rows_by_id(conn, member_ids, version)
 
 
 def image_slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> dict[str, list[int]]:
@@ -123,14 +137,14 @@ def image_slices(conn: Connection, ids: Sequence[int], keys: Sequence[str]) -> d
     return out
 
 
-def processed_index(engine: Engine, model_version_id: int) -> list[IndexedImage]:
-    """Every processed image of a model version whose results are still held (not pruned: the drift
-    results of pruned windows stay as computed), in capture-time order (ties by id)."""
+def processed_index(engine: Engine, model_version_id: int, by_results: bool = False) -> list[IndexedImage]:
+    """Every processed image of a model version (:func:`db.drift_incremental.of_version`) whose results are
+    still held (not pruned: the drift results of pruned windows stay as computed), in capture-time order
+    (ties by id)."""
     with engine.connect() as conn:
         rows = conn.execute(select(Image.id, Image.captured_at, Image.processed_at)
-                            .join(Prediction, (Prediction.image_id == Image.id)
-                                  & (Prediction.model_version_id == model_version_id))
-                            .where(Image.status == "ok", Image.pruned_at.is_(None))
+                            .where(Image.status == "ok", Image.pruned_at.is_(None),
+                                   of_version(model_version_id, by_results))
                             .order_by(Image.captured_at, Image.id)).all()
     return [IndexedImage(*r) for r in rows]
 
@@ -170,7 +184,7 @@ def _choose_members(conn: Connection, rule: ReferenceSettings, model_version_id:
     return list(ids) if ids and not open_ else None
 
 
-def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_members: int) -> None:
+def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_members: int) -> dt.datetime:
     conn.execute(delete(ReferenceStat).where(ReferenceStat.reference_id == ref_id))
     conn.execute(delete(ReferenceHeatmap).where(ReferenceHeatmap.reference_id == ref_id))
     stats = [{"reference_id": ref_id, "class_index": c, "statistic": s.statistic, "n": s.n, "mean": s.mean,
@@ -186,8 +200,10 @@ def _store_summary(conn: Connection, ref_id: int, summary: ReferenceSummary, n_m
     if summary.label_counts is not None:
         params["label_counts"] = {str(c): n for c, n in summary.label_counts.items()}
     params["categories"] = summary.categories
+    built_at = utcnow()
     conn.execute(update(Reference).where(Reference.id == ref_id)
-                 .values(built_at=utcnow(), n_images=n_members, params=params))
+                 .values(built_at=built_at, n_images=n_members, params=params))
+    return built_at
 
 
 def load_reference(conn: Connection, ref_id: int) -> ReferenceSummary:
@@ -233,7 +249,7 @@ def ensure_reference(engine: Engine, rule: ReferenceSettings, model_version_id: 
         if built_at is None or n_members != n_images or outdated:
             _, rows = reference_rows(conn, ref_id)
             summary = build_reference(rows)
-            _store_summary(conn, ref_id, summary, n_members)
+            built_at = _store_summary(conn, ref_id, summary, n_members)
             log.info("reference %s built from %d images", name, n_members)
-            return ReferenceHandle(ref_id, summary)
-        return ReferenceHandle(ref_id, load_reference(conn, ref_id))
+            return ReferenceHandle(ref_id, summary, built_at)
+        return ReferenceHandle(ref_id, load_reference(conn, ref_id), built_at)

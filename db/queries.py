@@ -11,9 +11,8 @@ Conventions shared by ``db.queries*``:
   the day in UTC: on SQLite by cutting the stored text ``YYYY-MM-DD HH:MM:SS.ffffff`` (see
   :class:`db.types.UTCDateTime`) to ``YYYY-MM-DD HH`` / ``YYYY-MM-DD``, on PostgreSQL with
   ``date_trunc(unit, t, 'UTC')``; :func:`bucket_start` turns either result into a datetime.
-- "Statistic" means a column of ``heatmaps`` named in :data:`camwatch.statistics.registry.HEATMAP_KEYS`, one of the raw values
-  ``raw_max``, ``raw_sum``, ``target_logit``, ``confidence`` (``predictions``), or an image property of
-  :data:`camwatch.statistics.registry.IMAGE_KEYS` (``images``); only the image's primary heatmap counts. "Class" is the predicted class (``predictions.class_index``).
+- "Statistic": a ``heatmaps`` column of :data:`camwatch.statistics.registry.HEATMAP_KEYS`, a raw value (``raw_max``,
+  ``raw_sum``, ``target_logit``, ``confidence``) or an image property of ``IMAGE_KEYS`` (primary heatmaps only).
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from db.models import (
     ReferenceStat,
 )
 from db.models_ops import WorkerHeartbeat
+from db.queries_drift import WHY_COLUMNS
 from db.versions import heatmap_join, of_version, prediction_join
 
 TIME_UNITS: tuple[str, ...] = ("hour", "day")
@@ -335,7 +335,7 @@ def drift_window_kinds(engine: Engine, reference_id: int) -> list[str]:
 
 _DRIFT_COLUMNS = (DriftResult.statistic, DriftResult.class_index, DriftResult.test, DriftResult.window_start,
                   DriftResult.window_end, DriftResult.score, DriftResult.threshold, DriftResult.drifted,
-                  DriftResult.n_reference, DriftResult.n_current)
+                  DriftResult.n_reference, DriftResult.n_current, *WHY_COLUMNS)
 
 
 def latest_drift(engine: Engine, reference_id: int, window_kind: str, class_index: int = ALL_CLASSES,

@@ -26,6 +26,7 @@ from db.queries import (
     tag_key_is,
     time_bucket,
 )
+from db.queries_drift import WHY_COLUMNS
 from db.versions import heatmap_join, prediction_join
 
 
@@ -33,9 +34,9 @@ def drift_matrix(engine: Engine, reference_id: int, window_kind: str, class_inde
                  slice_: str = ALL_IMAGES, since: dt.datetime | None = None,
                  until: dt.datetime | None = None) -> pd.DataFrame:
     """Every drift result of one class and slice per window in ``[since, until)``: statistic, window_start,
-    test, score, threshold, drifted (oldest window first)."""
+    test, score, threshold, drifted and why (:data:`db.queries_drift.WHY_COLUMNS`; oldest window first)."""
     stmt = select(DriftResult.statistic, DriftResult.window_start, DriftResult.test, DriftResult.score,
-                  DriftResult.threshold, DriftResult.drifted).where(
+                  DriftResult.threshold, DriftResult.drifted, *WHY_COLUMNS).where(
         DriftResult.reference_id == reference_id, DriftResult.window_kind == window_kind,
         DriftResult.class_index == class_index, DriftResult.slice == slice_)
     if since is not None:

@@ -159,3 +159,14 @@ class DriftResultRecord:
     n_reference: int
     n_current: int
     slice: str = ""  # '' = all images, else 'key=value' (e.g. 'camera=cam-2')
+    # the calibrated decision and why (docs/metrics.md "Drift decisions"); ``drifted == (decision == 'drifted')``.
+    # Left None, the result was decided by its test's threshold alone: rule 'threshold', decision from
+    # ``drifted`` (and 'not_enough_data' without a score)
+    decision: str | None = None
+    decision_rule: str | None = None
+    raw_drifted: bool | None = None
+    p_value: float | None = None
+    q_value: float | None = None
+    fdr: float | None = None
+    effect_size: float | None = None
+    effect_threshold: float | None = None

@@ -131,14 +131,28 @@ def upsert_drift_results(session: Session, rows: Sequence[DriftResultRecord]) ->
         except ValueError as exc:
             raise ValueError(f"drift result for {row.statistic!r}: bad window_kind ({exc})") from None
     now = utcnow()
+    values = [{**asdict(row), "computed_at": now, **_decision(row)} for row in rows]
     stmt = dialect_insert(session.get_bind().dialect.name, DriftResult)
     key = ("reference_id", "window_kind", "window_start", "statistic", "class_index", "test", "slice")
-    replaced = ("window_end", "score", "threshold", "drifted", "n_reference", "n_current", "computed_at")
+    replaced = ("window_end", "score", "threshold", "drifted", "n_reference", "n_current", "computed_at", "decision",
+                "decision_rule", "raw_drifted", "p_value", "q_value", "fdr", "effect_size", "effect_threshold")
     session.execute(
         stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in replaced}),
-        [{**asdict(row), "computed_at": now} for row in rows],
+        values,
     )
     return len(rows)
+
+
+def _decision(row: DriftResultRecord) -> dict[str, object]:
+    """The decision columns of a result: as given (checked against ``drifted``), or for a result decided by
+    its test's threshold alone (``decision`` None) spelled out as rule 'threshold'."""
+    if row.decision is None:
+        decision = "not_enough_data" if row.score is None else "drifted" if row.drifted else "no_drift"
+        return {"decision": decision, "decision_rule": row.decision_rule or "threshold",
+                "raw_drifted": row.drifted if row.raw_drifted is None and row.score is not None else row.raw_drifted}
+    if row.drifted != (row.decision == "drifted"):
+        raise ValueError(f"drift result for {row.statistic!r}: drifted={row.drifted} but decision {row.decision!r}")
+    return {"decision_rule": row.decision_rule or "fdr_effect"}
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,14 @@ Conventions
   ``detail`` starts with ``"not enough data (n=…"``. At n = 30 the 5% two-sample KS critical value is
   ``1.36/√30 ≈ 0.25``, so only shifts of about 0.7σ and more are visible; 10-bin PSI and label shares are
   dominated by sampling noise below that. A silent "not enough data" is better than a false alarm.
-* Defaults follow Evidently: KS (p < 0.05) up to 1000 reference values, else the Wasserstein distance
-  normalised by the reference std (> 0.1); Jensen–Shannon distance (> 0.1) for labels.
+* Defaults follow Evidently for numeric statistics: KS (p < 0.05) up to 1000 reference values, else the
+  Wasserstein distance normalised by the reference std (> 0.1); for label mixes ``class_mix`` (a chi-square
+  test on classes pooled to those with enough reference mass, unbiased on small windows).
+* Every run also reports a **p-value** and an **effect size** whatever the test's own score, for the
+  calibrated decision of :mod:`camwatch.monitoring.calibration`: numeric statistics the KS p-value and the
+  normalised Wasserstein distance, label mixes the ``class_mix`` p-value and the total variation distance
+  of the pooled shares, heatmaps no p-value and ``1 - r``. ``drifted`` of a :class:`DriftOutcome` is the
+  test's own decision (score against threshold); the stored decision is calibrated per window.
 * Jensen–Shannon on predicted classes has a noise floor: two samples of the *same* distribution are at
   distance ≈ ``sqrt((k − 1)(1/n_ref + 1/n_cur) / (8 ln 2))`` for k classes (reported in ``detail``). Measured
   (20 draws, uniform classes, 50 000 reference labels): k = 10, n_cur = 500 → 0.057 (fine under 0.1), but
@@ -42,6 +48,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial import distance
 
+from camwatch.monitoring.calibration import class_mix_test, normalised_wasserstein
 from camwatch.monitoring.heatmaps import MeanHeatmap, heatmap_correlation, mean_normalised_heatmap
 
 logger = logging.getLogger(__name__)
@@ -64,7 +71,9 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, ">": op
 
 @dataclass(frozen=True)
 class DriftOutcome:
-    """Result of one test. ``score`` is ``None`` when the test was not run (not enough data)."""
+    """Result of one test. ``score`` is ``None`` when the test was not run (not enough data); ``drifted``
+    is the test's own decision (``score <drift_if> threshold``); ``p_value``/``effect_size`` feed the
+    calibrated decision (module docstring)."""
 
     test: str
     score: float | None
@@ -73,6 +82,8 @@ class DriftOutcome:
     n_reference: int
     n_current: int
     detail: str
+    p_value: float | None = None
+    effect_size: float | None = None
 
 
 class _HasDrift(Protocol):
@@ -99,13 +110,10 @@ def _wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, str]:
     ``σ_ref`` the population std (ddof 0) of the reference (Evidently's convention). A constant reference
     (``σ_ref = 0``) is divided by the std of reference ∪ current instead, which is > 0 whenever W1 > 0 (both
     constant and equal: score 0). Drifted when ``score > threshold`` (default 0.1)."""
-    w1 = float(stats.wasserstein_distance(ref, cur))
-    sigma = float(np.std(ref))
-    if sigma > 0.0:
-        return w1 / sigma, f"W1={w1:.4g}, reference std={sigma:.4g}"
-    pooled = float(np.std(np.concatenate([ref, cur])))
-    score = 0.0 if pooled == 0.0 else w1 / pooled
-    return score, f"W1={w1:.4g}, reference is constant: normalised by the pooled std {pooled:.4g}"
+    score, sigma, pooled = normalised_wasserstein(ref, cur)
+    if not pooled:
+        return score, f"W1={score * sigma:.4g}, reference std={sigma:.4g}"
+    return score, f"W1={score * sigma:.4g}, reference is constant: normalised by the pooled std {sigma:.4g}"
 
 
 def _psi(ref: np.ndarray, cur: np.ndarray) -> tuple[float, str]:
@@ -154,6 +162,17 @@ def _chi2(ref: np.ndarray, cur: np.ndarray) -> tuple[float, str]:
         return 1.0, "a single label in both samples"
     res = stats.chi2_contingency(np.vstack([ref_counts, cur_counts]), correction=False)
     return float(res.pvalue), f"chi2={float(res.statistic):.4g}, dof={k - 1}, p={float(res.pvalue):.3g}"
+
+
+def _class_mix(ref: np.ndarray, cur: np.ndarray) -> tuple[float, str]:
+    """Chi-square test of homogeneity on label counts pooled for the window's size
+    (:func:`camwatch.monitoring.calibration.pooled_counts`: a label keeps its own cell when the window
+    expects at least 5 of it from the reference shares, the rest share one "other" cell), ``dof = cells − 1``,
+    no Yates correction; score = the p-value (1 with a single cell). Unlike ``jensen_shannon`` on all labels
+    it does not drift by itself on small windows of many-class models. Drifted when ``p < threshold``
+    (default 0.05)."""
+    p, effect, cells = class_mix_test(ref, cur)
+    return p, f"{cells} pooled cells, total variation {effect:.3f}, p={p:.3g}"
 
 
 def _heatmap_correlation(ref: MeanHeatmap, cur: MeanHeatmap) -> tuple[float, str]:
@@ -282,6 +301,7 @@ class DriftTest:
             )
         score, detail = self.score_fn(ref, cur)
         drifted = _COMPARE[self.drift_if](score, thr)
+        p_value, effect = self._significance(ref, cur, score)
         return DriftOutcome(
             self.key,
             score,
@@ -290,7 +310,19 @@ class DriftTest:
             n_ref,
             n_cur,
             f"{detail}; drifted if score {self.drift_if} {thr:g}{dropped_note}",
+            p_value,
+            effect,
         )
+
+    def _significance(self, ref: Any, cur: Any, score: float) -> tuple[float | None, float]:
+        """``(p_value, effect_size)`` by kind (module docstring), reusing the score where it is one."""
+        if self.kind == "numeric":
+            p = score if self.key == "ks" else float(stats.ks_2samp(ref, cur).pvalue)
+            return p, normalised_wasserstein(ref, cur)[0]
+        if self.kind == "categorical":
+            p, effect, _ = class_mix_test(ref, cur)
+            return p, effect
+        return None, 1.0 - score
 
 
 DRIFT_TESTS: dict[str, DriftTest] = {
@@ -301,6 +333,7 @@ DRIFT_TESTS: dict[str, DriftTest] = {
         DriftTest("psi", "numeric", 0.25, ">=", _psi),
         DriftTest("jensen_shannon", "categorical", 0.1, ">", _jensen_shannon),
         DriftTest("chi2", "categorical", 0.05, "<", _chi2, "p_value"),
+        DriftTest("class_mix", "categorical", 0.05, "<", _class_mix, "p_value"),
         DriftTest("heatmap_correlation", "heatmap", DEFAULT_HEATMAP_CORRELATION, "<", _heatmap_correlation,
                   "similarity"),
     )
@@ -317,11 +350,11 @@ def get_test(key: str) -> DriftTest:
 
 def default_test_for(kind: Kind, n_reference: int) -> str:
     """Evidently's defaults: numeric → ``ks`` up to 1000 reference values, else ``wasserstein``;
-    categorical → ``jensen_shannon``; heatmap → ``heatmap_correlation``."""
+    categorical → ``class_mix`` (not Evidently's Jensen–Shannon: biased on small windows); heatmap → ``heatmap_correlation``."""
     if kind == "numeric":
         return "ks" if n_reference <= KS_MAX_REFERENCE else "wasserstein"
     if kind == "categorical":
-        return "jensen_shannon"
+        return "class_mix"
     if kind == "heatmap":
         return "heatmap_correlation"
     raise ValueError(f"unknown drift kind {kind!r}; expected 'numeric', 'categorical' or 'heatmap'")

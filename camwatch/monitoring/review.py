@@ -31,7 +31,10 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from camwatch.monitoring.calibration import benjamini_hochberg
 from camwatch.monitoring.flags import FlagConfig
+
+__all__ = ["benjamini_hochberg", "wilson_interval", "suggest_threshold", "apply_overrides", "Precision", "Suggestion"]
 
 CONFIDENCE = 0.95
 Z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
@@ -141,26 +144,6 @@ def suggest_threshold(tp_values: Sequence[float | None], fp_values: Sequence[flo
         return Suggestion(None, current, None, False, "no reviewed flag was confirmed")
     return Suggestion(best[0], current, best[1], False,
                       f"no threshold reaches {target_precision:.0%} precision; this one is the most precise")
-
-
-def benjamini_hochberg(p_values: Sequence[float | None], q: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Benjamini–Hochberg control of the false discovery rate at ``q`` over one family of tests.
-
-    Returns ``(rejected, adjusted)``: whether each hypothesis is rejected, and its adjusted p-value
-    ``min_{j >= i} (m / j) p_(j)`` (capped at 1). Missing or non-finite p-values are not tests: never
-    rejected, adjusted NaN, and not counted in ``m``."""
-    p = np.asarray([np.nan if v is None else v for v in p_values], dtype=np.float64)
-    valid = np.isfinite(p)
-    adjusted = np.full(p.shape, np.nan)
-    m = int(valid.sum())
-    if m:
-        order = np.argsort(p[valid])
-        ranked = p[valid][order] * m / np.arange(1, m + 1)
-        monotone = np.minimum.accumulate(ranked[::-1])[::-1]
-        values = np.empty(m)
-        values[order] = np.minimum(monotone, 1.0)
-        adjusted[valid] = values
-    return np.where(valid, adjusted <= q, False), adjusted
 
 
 def apply_overrides(config: FlagConfig, overrides: Mapping[str, float]) -> FlagConfig:

@@ -13,7 +13,7 @@ clamped to :data:`FIRST` / :data:`LAST` (a window of 9999-12-31 ends at ``LAST``
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +21,16 @@ import numpy as np
 
 from camwatch.conventions import ALL_CLASSES, WindowKind
 from camwatch.heads import mix_labels
+from camwatch.monitoring.calibration import (
+    DEFAULT_FDR,
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_MIN_MIX_EFFECT,
+    MIN_CHUNKS,
+    calibrate_window,
+    chunk_threshold,
+    class_mix_test,
+    normalised_wasserstein,
+)
 from camwatch.monitoring.drift import DEFAULT_MIN_SAMPLES, DriftOutcome, Kind, default_test_for, get_test
 from camwatch.monitoring.heatmaps import MeanHeatmap, normalised_stack, row_correlations
 from camwatch.monitoring.reference import ATTENTION_CORRELATION, ReferenceSummary, StatRow, value_matrix
@@ -55,15 +65,26 @@ class Window:
 @dataclass(frozen=True, kw_only=True)
 class DriftRecord(DriftOutcome):
     """One drift test of one window: a :class:`DriftOutcome` for a statistic (or ``predicted_class`` /
-    ``heatmap_correlation``) of one class (``-1``: all images)."""
+    ``heatmap_correlation``) of one class (``-1``: all images), with its calibrated decision
+    (:mod:`camwatch.monitoring.calibration`): ``drifted`` is the final decision (``decision == "drifted"``),
+    ``raw_drifted`` the test's own (score against threshold)."""
 
     statistic: str
     class_index: int
+    raw_drifted: bool = False
+    rule: str = "fdr_effect"
+    effect_threshold: float | None = None
+    q_value: float | None = None
+    fdr: float | None = None
+    decision: str = "no_drift"
 
     @classmethod
-    def from_outcome(cls, statistic: str, class_index: int, outcome: DriftOutcome) -> DriftRecord:
-        return cls(statistic=statistic, class_index=class_index,
-                   **{f.name: getattr(outcome, f.name) for f in fields(DriftOutcome)})
+    def from_outcome(cls, statistic: str, class_index: int, outcome: DriftOutcome, *, rule: str = "fdr_effect",
+                     effect_threshold: float | None = None) -> DriftRecord:
+        values = {f.name: getattr(outcome, f.name) for f in fields(DriftOutcome)}
+        values.update(drifted=False, raw_drifted=outcome.drifted)
+        return cls(statistic=statistic, class_index=class_index, rule=rule, effect_threshold=effect_threshold,
+                   decision="not_enough_data" if outcome.score is None else "no_drift", **values)
 
 
 def _to_utc64(times: np.ndarray | Sequence[datetime]) -> np.ndarray:
@@ -136,6 +157,34 @@ def assign_windows(
     return windows, labels
 
 
+def _numeric_effect(ref: np.ndarray, cur: np.ndarray) -> float:
+    return normalised_wasserstein(ref, cur)[0]
+
+
+def _mix_effect(ref: np.ndarray, cur: np.ndarray) -> float:
+    return class_mix_test(ref, cur)[1]
+
+
+def _shuffled(labels: np.ndarray) -> np.ndarray:
+    """Reference labels in a fixed random order (they are stored grouped by label), for reference chunks."""
+    return labels[np.random.default_rng(0).permutation(labels.size)]
+
+
+def _record(name: str, class_index: int, outcome: DriftOutcome, reference_values: np.ndarray, min_effect: float,
+            chunks: bool, effect: Callable[[np.ndarray, np.ndarray], float]) -> DriftRecord:
+    """A record decided by FDR + effect, or, for ``chunks``, by a threshold learned from reference chunks
+    of the window's size (FDR + effect when the reference is too short for :data:`MIN_CHUNKS` chunks)."""
+    if chunks and outcome.score is not None:
+        ref = np.asarray(reference_values)
+        if ref.dtype.kind == "f":
+            ref = ref[np.isfinite(ref)]
+        learned = chunk_threshold(ref, min(outcome.n_current, ref.size // MIN_CHUNKS), effect)
+        if learned is not None:
+            return DriftRecord.from_outcome(name, class_index, outcome, rule="reference_chunks",
+                                            effect_threshold=learned[0])
+    return DriftRecord.from_outcome(name, class_index, outcome, effect_threshold=min_effect)
+
+
 def _check_kind(key: str, kind: Kind, statistic: str) -> str:
     if get_test(key).kind != kind:
         raise ValueError(f"drift test {key!r} is {get_test(key).kind}; {statistic!r} needs a {kind} test")
@@ -151,8 +200,17 @@ def compute_window_drift(
     thresholds: Mapping[str, float] | None = None,
     per_class: bool = True,
     min_samples: int = DEFAULT_MIN_SAMPLES,
+    fdr: float = DEFAULT_FDR,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    min_mix_effect: float = DEFAULT_MIN_MIX_EFFECT,
+    chunk_statistics: Sequence[str] = (),
 ) -> list[DriftRecord]:
-    """Drift of one window against the reference.
+    """Drift of one window against the reference, calibrated over the records returned
+    (:func:`~camwatch.monitoring.calibration.calibrate_window` with ``fdr``; callers that test several
+    slices of a window calibrate the union again). Effect thresholds: ``min_effect`` for numeric
+    statistics, ``min_mix_effect`` for label mixes, ``1 - threshold`` for ``heatmap_correlation`` (decided
+    on its threshold alone); statistics in ``chunk_statistics`` (or ``predicted_class``) are decided by a
+    threshold learned from reference chunks instead.
 
     For all images (class ``-1``) and, with ``per_class``, for every class with at least ``min_samples``
     images in the window and in the reference: each statistic (default: all of the reference's, including
@@ -208,24 +266,26 @@ def compute_window_drift(
             key = _check_kind(tests.get(name) or default_test_for("numeric", summary.n), "numeric", name)
             current = attention if name == ATTENTION_CORRELATION else columns[idx, j]
             outcome = get_test(key).run(summary.values, current, thresholds.get(key), min_samples=min_samples)
-            records.append(DriftRecord.from_outcome(name, c, outcome))
+            records.append(_record(name, c, outcome, summary.values, min_effect, name in chunk_statistics,
+                                   _numeric_effect))
         if ref_map is not None:
             key = _check_kind(
                 tests.get(HEATMAP_CORRELATION, HEATMAP_CORRELATION), "heatmap", HEATMAP_CORRELATION
             )
             current_maps: MeanHeatmap | list[np.ndarray] = [] if window_mean is None else window_mean
             outcome = get_test(key).run(ref_map, current_maps, thresholds.get(key), min_samples=min_samples)
-            records.append(DriftRecord.from_outcome(HEATMAP_CORRELATION, c, outcome))
+            records.append(DriftRecord.from_outcome(HEATMAP_CORRELATION, c, outcome, rule="threshold",
+                                                    effect_threshold=1.0 - outcome.threshold))
     key = _check_kind(
         tests.get(PREDICTED_CLASS) or default_test_for("categorical", reference.n),
         "categorical",
         PREDICTED_CLASS,
     )
     mix = np.asarray([c for row in window_rows for c in mix_labels(row.class_index, row.labels)], dtype=np.int64)
-    outcome = get_test(key).run(
-        reference.class_labels(), mix, thresholds.get(key), min_samples=min_samples
-    )
-    records.append(DriftRecord.from_outcome(PREDICTED_CLASS, ALL_CLASSES, outcome))
+    expected_mix = reference.class_labels()
+    outcome = get_test(key).run(expected_mix, mix, thresholds.get(key), min_samples=min_samples)
+    records.append(_record(PREDICTED_CLASS, ALL_CLASSES, outcome, _shuffled(expected_mix), min_mix_effect,
+                           PREDICTED_CLASS in chunk_statistics, _mix_effect))
     for name in sorted(reference.categories):
         expected = reference.category_labels(name)
         definition = CATEGORIES.get(name)
@@ -234,7 +294,9 @@ def compute_window_drift(
         threshold = definition.threshold if definition is not None and key == definition.test else thresholds.get(key)
         current = np.asarray([row.category(name) for row in window_rows], dtype=object)
         outcome = get_test(key).run(expected, current, threshold, min_samples=min_samples)
-        records.append(DriftRecord.from_outcome(name, ALL_CLASSES, outcome))
+        records.append(_record(name, ALL_CLASSES, outcome, _shuffled(expected), min_mix_effect,
+                               name in chunk_statistics, _mix_effect))
+    records = calibrate_window(records, fdr)
     n_drifted = sum(r.drifted for r in records)
     logger.debug(
         "window of %d images: %d drift records, %d drifted", len(window_rows), len(records), n_drifted

@@ -18,7 +18,7 @@ from camwatch.statistics.registry import (
     IMAGE_PROPERTY_COLUMNS,
     STATISTICS,
 )
-from dashboard import figures, figures_qa
+from dashboard import decisions, figures, figures_qa
 from dashboard.analysis import window_mean_heatmaps
 from dashboard.literal import md, plot_text
 from dashboard.state import config, query
@@ -45,6 +45,7 @@ from db.queries import (
     drift_slices,
     drift_statistics,
     drift_window_kinds,
+    latest_drift,
     reference_bands,
     reference_heatmaps,
     stat_time_series,
@@ -113,7 +114,8 @@ else:
                         key="drift_matrix")
         st.caption("One cell per window and tested quantity: attention first, then the model's outputs, then the "
                    "images themselves (brightness... camera model). Colour = the test's drift strength over its "
-                   "threshold's (1 = the threshold, whatever the test); ● drifted; grey: too few images. A row of "
+                   "threshold's (1 = the threshold, whatever the test); ● drifted (the calibrated decision: hover for "
+                   "why); grey: not enough data. A row of "
                    "the images turning red on the day attention does is the first root cause to check.")
 
 if statistic in STATISTIC_NAMES:
@@ -127,12 +129,18 @@ else:
 
 history = query(drift_history, reference.id, window_kind, statistic, cls, f.start, tested_slice) \
     if reference is not None and kinds else None
-if history is not None and len(history):
-    n_drifted = int(history["drifted"].sum())
+if reference is not None and history is not None and len(history):
+    counts = decisions.summary(history)
     st.plotly_chart(figures.drift_scores(history, label, axis), key="drift_scores")
-    st.caption(f"{n_drifted} of {len(history)} windows drifted (red). Drift tests cover {md(scope)}"
+    st.caption(f"{counts['drifted']} of {len(history)} windows drifted (red), {counts['not_enough_data']} had "
+               f"not enough data (grey). Drift tests cover {md(scope)}"
                + ("" if tested_slice or not wanted else "; the slice filter applies to the values and heatmaps only")
-               + ".")
+               + ". Red = the calibrated decision: significant after the window's error control and an effect "
+                 "at least the effect threshold (hover a point for why); the dashed line is the test's own "
+                 "threshold.")
+    with st.expander("Latest window: every decision and why"):
+        latest_results = query(latest_drift, reference.id, window_kind, cls, tested_slice)
+        st.dataframe(decisions.decision_table(latest_results), hide_index=True, width="stretch")
 elif history is not None:
     st.info(f"No `{window_kind}` drift results for this statistic and class in the selected range.")
 

@@ -7,7 +7,7 @@ import datetime as dt
 import streamlit as st
 
 from camwatch.statistics.registry import IMAGE_KEYS, IMAGE_PROPERTY_COLUMNS, STATISTICS
-from dashboard import figures
+from dashboard import decisions, figures
 from dashboard.literal import md
 from dashboard.state import config, query
 from dashboard.widgets import (
@@ -87,14 +87,15 @@ else:
                + (f" starting {latest['window_start'].iloc[0]:%Y-%m-%d %H:%M} UTC." if len(latest) else
                   ": no drift results yet."))
     badges = st.columns(6)
-    for i, row in enumerate(latest.itertuples()):
-        drifted[row.statistic] = bool(row.drifted)
-        tested = row.score is not None and row.score == row.score  # NaN: not enough data
-        state = ":red-badge[drifted]" if row.drifted else ":green-badge[ok]" if tested else ":gray-badge[n/a]"
-        score = f"{row.score:.3g}" if tested else "not enough data"
-        badges[i % 6].markdown(f"**{figures.statistic_label(row.statistic)}** {state}  \n"
-                               f"{row.test} {score} (threshold {row.threshold:.3g})",
-                               help=f"n = {row.n_current} current, {row.n_reference} reference")
+    for i, row in enumerate(latest.to_dict("records")):
+        drifted[row["statistic"]] = decisions.state(row) == "drifted"
+        badges[i % 6].markdown(f"**{figures.statistic_label(row['statistic'])}** {decisions.badge(row)}  \n"
+                               f"{md(decisions.why(row))}",
+                               help=decisions.detail(row))
+    if len(latest):
+        st.caption("A result drifts when it is significant after the window's error control (q at most the "
+                   "FDR) **and** its effect reaches the effect threshold; windows with too few images say "
+                   "\"not enough data\", never drifted (docs/metrics.md, \"Drift decisions\").")
 
 unit = bucket_unit(f)
 rate = series_rate(f)

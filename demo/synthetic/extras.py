@@ -10,7 +10,9 @@ statistics follow the conventions of :mod:`camwatch.monitoring.reference` (popul
 heatmap = mean of the maps normalised to sum 1). Drift results use the registered tests of
 :mod:`camwatch.monitoring.drift` with their defaults (:func:`camwatch.monitoring.drift.default_test_for`), per calendar day (UTC),
 for class ``-1`` and for every class with at least 30 images in the day and in the reference, and for
-class ``-1`` of every camera (``slice = 'camera=cam-NN'``; statistics only).
+class ``-1`` of every camera (``slice = 'camera=cam-NN'``; statistics only). They are decided by each test's
+own threshold (rule ``threshold``), not calibrated per window as the worker's (``camwatch drift`` recomputes
+them calibrated).
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ def _drift_records(acc: Accumulator, reference_id: int) -> list[DriftResultRecor
                 reference_id=reference_id, window_kind="day", window_start=window[0], window_end=window[1],
                 statistic=statistic, class_index=c, test=test, score=outcome.score, threshold=outcome.threshold,
                 drifted=outcome.drifted, n_reference=outcome.n_reference, n_current=outcome.n_current,
-                slice=slice_))
+                slice=slice_, p_value=outcome.p_value, effect_size=outcome.effect_size))
 
         for c, ref_idx in groups.items():
             rows = np.flatnonzero(cls >= 0) if c == ALL_CLASSES else np.flatnonzero(cls == c)

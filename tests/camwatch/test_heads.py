@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency
 
 from camwatch.conventions import ALL_CLASSES
 from camwatch.heads import HEAD_KINDS, HEADS, NO_LABEL, TARGET_MODES, is_correct, mix_labels
@@ -51,9 +52,16 @@ def test_class_mix_drift_sees_a_lost_second_label_that_the_top_class_hides():
     window = _rows([(0,)] * 200, seed=1)
     by_key = {(r.statistic, r.class_index): r for r in compute_window_drift(reference, window, statistics=["gini"])}
     mix = by_key[(PREDICTED_CLASS, ALL_CLASSES)]
-    # reference labels: 0 ×200, 1 ×100; window: 0 ×200 → Jensen–Shannon distance of (2/3, 1/3) and (1, 0)
-    assert mix.score == pytest.approx(float(jensenshannon([2 / 3, 1 / 3], [1.0, 0.0], base=2)), rel=1e-6)
-    assert mix.drifted and mix.n_reference == 300 and mix.n_current == 200
+    # reference labels: 0 ×200, 1 ×100; window: 0 ×200 → the class_mix chi-square on both cells
+    expected_p = chi2_contingency(np.array([[200, 100], [200, 0]]), correction=False).pvalue
+    assert mix.test == "class_mix" and mix.score == pytest.approx(float(expected_p), rel=1e-6)
+    assert mix.effect_size == pytest.approx(1 / 3) and mix.drifted
+    assert mix.n_reference == 300 and mix.n_current == 200
+    js = next(r for r in compute_window_drift(reference, window, statistics=["gini"],
+                                              tests={PREDICTED_CLASS: "jensen_shannon"})
+              if r.statistic == PREDICTED_CLASS)
+    # Jensen–Shannon distance of (2/3, 1/3) and (1, 0)
+    assert js.score == pytest.approx(float(jensenshannon([2 / 3, 1 / 3], [1.0, 0.0], base=2)), rel=1e-6)
     same = compute_window_drift(reference, _rows([(0, 1)] * 100 + [(0,)] * 100, seed=2), statistics=["gini"])
     assert not next(r for r in same if r.statistic == PREDICTED_CLASS).drifted
 

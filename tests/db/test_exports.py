@@ -38,7 +38,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
                 {"reference_id": ref, "window_kind": "day", "window_start": T0 + dt.timedelta(days=d),
                  "window_end": T0 + dt.timedelta(days=d + 1), "statistic": "brightness", "class_index": -1,
                  "test": "ks", "score": None if d == 0 else 0.001, "threshold": 0.05, "drifted": d == 1,
-                 "n_reference": 2, "n_current": 6, "computed_at": T0, "slice": ""} for d in (0, 1)])
+                 "n_reference": 2, "n_current": 6, "computed_at": T0, "slice": "",
+                 "decision": "drifted" if d == 1 else "not_enough_data", "decision_rule": "threshold",
+                 "raw_drifted": True if d == 1 else None} for d in (0, 1)])
             conn.execute(insert(Alert), [
                 {"rule": "drift", "subject_key": "drift|brightness|-1|camera=cam-2", "statistic": "brightness",
                  "class_index": -1, "slice": "camera=cam-2", "state": "resolved", "first_seen": T0,
@@ -96,3 +98,4 @@ def test_time_ranges_limit_the_rows(engine: Engine) -> None:
     assert [r["image_id"] for r in export_table("flags").rows(engine, later)] == [3]
     drift = list(export_table("drift").rows(engine, ExportOptions(start=T0 + dt.timedelta(hours=1))))
     assert [(r["score"], r["drifted"]) for r in drift] == [(0.001, True)]
+    assert drift[0]["decision"] == "drifted" and drift[0]["decision_rule"] == "threshold" and drift[0]["raw_drifted"]

@@ -18,7 +18,7 @@ from tests.support import REPO
 from tests.support.databases import migrated_engine, postgres_schema
 
 REPO = REPO
-TABLES = {"model_versions", "images", "image_tags", "sightings", "predictions", "heatmaps", "flags", "reviews",
+TABLES = {"drift_state", "model_versions", "images", "image_tags", "sightings", "predictions", "heatmaps", "flags", "reviews",
           "review_claims", "audit_events", "threshold_overrides", "maintenance_runs",
           "references", "reference_members", "reference_stats", "reference_heatmaps", "drift_results",
           "worker_heartbeats", "queue_status", "alerts"}

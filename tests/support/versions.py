@@ -47,11 +47,12 @@ def run_worker(settings: Any) -> None:
 
 
 def two_versions(folder: Path, url: str, n: int = 200) -> None:
-    """``n`` images processed by a shadow-mode worker: version 1 (primary) and version 2 (shadow)."""
+    """``n`` images processed by a shadow-mode worker: version 1 (primary) and version 2 (shadow), each with
+    a reference of 50 images (so both get drift)."""
     from tests.support.models import TINY_SPEC, TINY_V2_SPEC  # torch: only where a worker runs
 
     make_images(folder / "images", n)
-    run_worker(worker_settings(url, folder / "images", TINY_SPEC, TINY_V2_SPEC))
+    run_worker(worker_settings(url, folder / "images", TINY_SPEC, TINY_V2_SPEC, reference={"first_n": 50}))
 
 
 def counts_per_version(url: str, table: Any = Prediction) -> dict[int, int]:

@@ -26,7 +26,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
             print(f"{spec} ({method}): not enough images for the reference yet "  # noqa: T201
                   f"({settings.reference.kind})")
             continue
-        written = recompute_drift(engine, settings, handle, version_id)
+        written = recompute_drift(engine, settings, handle, version_id, full=True, by_results=True)
         print(f"{spec} ({method}): {written} drift results against reference {handle.id}")  # noqa: T201
     return 0
 

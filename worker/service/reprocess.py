@@ -108,5 +108,5 @@ def reprocess(db: Engine, settings: Settings, cam: CamEngine, model_version_id: 
                     model_version_id, ORIGINALS_NEEDED)
     handle = ensure_reference(db, settings.reference, model_version_id, cam.method.key)
     if handle is not None:
-        report.drift = recompute_drift(db, settings, handle, model_version_id)
+        report.drift = recompute_drift(db, settings, handle, model_version_id, full=True, by_results=True)
     return report

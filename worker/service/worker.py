@@ -22,7 +22,6 @@ retried whole forever.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import os
 import signal
@@ -54,7 +53,6 @@ from db import (
 )
 from db.faults import DatabaseUnavailable, SqliteFileWatch, guarded
 from db.monitoring import ReferenceHandle, ensure_reference
-from db.types import utcnow
 from worker.cam.engine import CamEngine
 from worker.runtime import limit_blas_threads
 from worker.service.lease import LeaseKeeper
@@ -105,7 +103,6 @@ class Worker:
         self._bootstrapped = False
         self._stop_requests = 0
         self._batches_since_drift = 0
-        self._last_drift: dict[int, dt.datetime] = {}  # model version -> when its drift was last brought up to date
         self._last_beat = self._last_recovery = 0.0
         self._started = time.monotonic()
         self._claimed = 0  # size of the batch in hand (its claims are released or expired at teardown)
@@ -283,7 +280,6 @@ class Worker:
         """Build/refresh the reference and recompute drift for the windows touched since the last time."""
         if not force and self._batches_since_drift < self.settings.drift.every_batches:
             return
-        started = utcnow()
         assert self.cam is not None
         self._batches_since_drift = 0
         try:
@@ -298,9 +294,8 @@ class Worker:
                     self.reference = handle
                 ctx.reference = handle.summary
                 written += self._with_db(lambda c=ctx, h=handle: recompute_drift(  # type: ignore[misc]
-                    self.db, self.settings, h, c.model_version_id, since=self._last_drift.get(c.model_version_id)),
+                    self.db, self.settings, h, c.model_version_id, by_results=c is not self.ctx),
                     "recomputing drift")
-                self._last_drift[ctx.model_version_id] = started
             log.info("drift updated: %d results", written)
             if self.observe is not None:
                 self.observe.tick(force=True)  # alerts right after the drift they read

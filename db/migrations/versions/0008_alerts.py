@@ -1,7 +1,7 @@
 """Alerts: one row per episode of an alert rule's subject (``db/models_alerts.py``, docs/alerts.md).
 
 Revision ID: 0008_alerts
-Revises: 0006_qa_workflow
+Revises: 0007_calibrated_drift
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_alerts"
-down_revision: str | Sequence[str] | None = "0006_qa_workflow"
+down_revision: str | Sequence[str] | None = "0007_calibrated_drift"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -37,6 +37,7 @@ CASES: dict[str, tuple[Any, Any, bool]] = {
     "psi": (GRID, np.repeat(GRID, np.where(GRID < 50, 3, 1)), True),
     "jensen_shannon": ([0] * 30, [1] * 30, True),
     "chi2": ([0] * 50 + [1] * 30 + [2] * 20, [0] * 20 + [1] * 30 + [2] * 50, True),
+    "class_mix": ([0] * 50 + [1] * 30 + [2] * 20, [0] * 20 + [1] * 30 + [2] * 50, True),
     "heatmap_correlation": (np.stack([ASYMMETRIC] * 30), np.stack([ASYMMETRIC.T] * 30), True),
 }
 
@@ -163,7 +164,7 @@ def test_min_sample_rule_never_alarms() -> None:
 def test_default_test_for_follows_evidently() -> None:
     assert default_test_for("numeric", 1000) == "ks"
     assert default_test_for("numeric", 1001) == "wasserstein"
-    assert default_test_for("categorical", 10) == "jensen_shannon"
+    assert default_test_for("categorical", 10) == "class_mix"
     assert default_test_for("heatmap", 10) == "heatmap_correlation"
     with pytest.raises(ValueError, match="unknown drift kind"):
         default_test_for("text", 10)  # type: ignore[arg-type]
@@ -264,8 +265,9 @@ def test_window_identical_to_reference_does_not_drift(reference_rows: list[StatR
     by_key = {(r.statistic, r.class_index): r for r in records}
     assert by_key[("gini", 0)].test == "ks" and by_key[("gini", 0)].score == pytest.approx(1.0)
     assert by_key[(HEATMAP_CORRELATION, 1)].score == pytest.approx(1.0)
-    assert by_key[(PREDICTED_CLASS, ALL_CLASSES)].test == "jensen_shannon"
-    assert by_key[(PREDICTED_CLASS, ALL_CLASSES)].score == pytest.approx(0.0)
+    assert by_key[(PREDICTED_CLASS, ALL_CLASSES)].test == "class_mix"
+    assert by_key[(PREDICTED_CLASS, ALL_CLASSES)].score == pytest.approx(1.0)  # p of identical mixes
+    assert all(r.decision == "no_drift" for r in records)
 
 
 def test_shifted_window_drifts_and_small_classes_are_left_out(reference_rows: list[StatRow]) -> None:

@@ -9,8 +9,9 @@ import pytest
 from scipy import stats
 
 from camwatch.conventions import VERDICTS
+from camwatch.monitoring.calibration import benjamini_hochberg
 from camwatch.monitoring.flags import FLAG_RULES, FlagConfig
-from camwatch.monitoring.review import Precision, benjamini_hochberg, suggest_threshold, wilson_interval
+from camwatch.monitoring.review import Precision, suggest_threshold, wilson_interval
 
 
 @pytest.mark.parametrize("k, n, low, high", [

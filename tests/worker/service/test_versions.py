@@ -58,6 +58,9 @@ def test_shadow_mode_keeps_both_versions_each_as_the_model_alone(shadow: tuple[P
     assert counts_per_version(url, Heatmap) == {1: 200, 2: 200}
     assert _scalar(url, select(func.count()).select_from(Image).where(Image.model_version_id == 1,
                                                                      Image.status == "ok")) == 200
+    windows = {v: _scalar(url, select(func.count(func.distinct(DriftResult.window_start))).join(
+        Reference, Reference.id == DriftResult.reference_id).where(Reference.model_version_id == v)) for v in (1, 2)}
+    assert windows[2] == windows[1] > 0  # the shadow version's drift covers the same windows as the primary's
     alone = f"sqlite:///{tmp_path / 'alone.db'}"  # the shadow model run by itself on the same files
     run_worker(worker_settings(alone, folder / "images", TINY_V2_SPEC))
     shadowed, single = _by_sha(url, 2), _by_sha(alone, 1)
