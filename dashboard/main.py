@@ -93,5 +93,5 @@ def run() -> None:
         clear_cache()
     banner = banner_text(query(firing_alerts))
     if banner is not None:
-        st.error(banner, icon=":material/notifications_active:")
+        st.warning(banner, icon=":material/notifications_active:")
     navigation.run()

@@ -50,7 +50,7 @@ def test_banner_on_every_page_shows_summaries_as_literal_text(url: str, monkeypa
                                                               tmp_path: Path) -> None:
     for page in (None, "app_pages/health.py", "app_pages/alerts.py"):
         at = _open(url, monkeypatch, tmp_path, page)
-        banner = at.error[0].value
+        banner = at.warning[0].value
         assert banner.startswith("**2 alerts firing**")
         assert "\\[cam\\-2\\]\\(https" in banner and "](https" not in banner  # no live link from a tag value
 
