@@ -2,6 +2,19 @@
 
     .venv/bin/python benchmarks/worker_throughput.py [--images 500] [--rounds 5] [--batch-size 16]
                                                      [--method gradcam] [--raw-seconds 3]
+                                                     [--mode inprocess|subprocess] [--compile] [--channels-last]
+
+``--mode subprocess`` runs the README's command as users run it — ``python -m worker run --source DIR
+--db sqlite:///x.db --once --batch-size B`` in a fresh process, with no ``MALLOC_*`` variable in its
+environment — over a folder of N images and over one of 3N images (``--images`` is 3N), each into a fresh
+database, and reports the *marginal* rate ``2N / (t(3N) - t(N))``: interpreter and model start, the
+migrations and the end-of-run work are the same in both runs and cancel. Each round measures the raw
+forward pass (this process, eager, same batch size) before and after its two commands; the round's ratio
+is its marginal rate over their mean. ``--compile`` / ``--channels-last`` are passed to the command (the
+compilation happens in both runs and cancels too); the raw forward pass stays eager, so the ratio says
+what the option gives against the plain model.
+
+In-process mode (the default):
 
 Makes a folder of ``--images`` 640x480 JPEGs (crops of real photos with jitter, distinct bytes). Each
 round: the raw forward pass of the same model at the same batch size (``torch.inference_mode``,
@@ -24,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,10 +50,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from camwatch.settings import Settings, load_settings
+from camwatch.settings import RuntimeSettings, Settings, load_settings
 from worker.cam.engine import CamEngine
 from worker.cam.factory import build_engine
+from worker.runtime import configure_runtime
 from worker.service.worker import Worker
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_mb() -> float:
@@ -88,6 +105,63 @@ def run_round(settings: Settings, cam: CamEngine) -> tuple[Worker, float]:
     return worker, time.perf_counter() - t0
 
 
+def run_command(folder: Path, db: Path, args: argparse.Namespace) -> tuple[float, int, str]:
+    """Wall seconds of the README command over ``folder``, the images it processed, its runtime log line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "CAMWATCH_"))}
+    env.pop("LD_PRELOAD", None)
+    command = [sys.executable, "-m", "worker", "run", "--source", str(folder), "--db", f"sqlite:///{db}", "--once",
+               "--batch-size", str(args.batch_size), "--model", args.model, "--method", args.method]
+    command += ["--compile"] * args.compile + ["--channels-last"] * args.channels_last
+    t0 = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"command failed ({done.returncode}): {done.stderr[-3000:]}")
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        (n,) = con.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()
+    runtime = next((line for line in done.stderr.splitlines() if '"runtime:' in line), "(no runtime line)")
+    return elapsed, n, runtime
+
+
+def subprocess_mode(args: argparse.Namespace, tmp: Path, cam: CamEngine) -> None:
+    small_n = args.images // 3
+    big, small = tmp / "big", tmp / "small"
+    make_folder(big, 3 * small_n)
+    files = sorted(big.rglob("*.jpg"))[:small_n]
+    for f in files:
+        (small / f.parent.name).mkdir(parents=True, exist_ok=True)
+        (small / f.parent.name / f.name).write_bytes(f.read_bytes())
+    print(f"subprocess mode: {small_n} and {3 * small_n} JPEGs 640x480, flags: "
+          f"{'--compile ' * args.compile}{'--channels-last' * args.channels_last or ''}", flush=True)
+    rows = []
+    for r in range(args.rounds):
+        before = raw_forward(cam, args.batch_size, args.raw_seconds)
+        order = [(small, small_n), (big, 3 * small_n)] if r % 2 == 0 else [(big, 3 * small_n), (small, small_n)]
+        times: dict[int, float] = {}
+        for folder, n in order:
+            elapsed, done, runtime = run_command(folder, tmp / f"sub-{r}-{n}.db", args)
+            if done != n:
+                raise SystemExit(f"{done} of {n} images processed")
+            times[n] = elapsed
+        after = raw_forward(cam, args.batch_size, args.raw_seconds)
+        raw = (before + after) / 2
+        marginal = 2 * small_n / (times[3 * small_n] - times[small_n])
+        rows.append((marginal, raw, times[small_n], times[3 * small_n]))
+        print(f"round {r + 1}: {small_n} images {times[small_n]:.1f} s, {3 * small_n} images "
+              f"{times[3 * small_n]:.1f} s -> marginal {marginal:.1f} img/s; raw forward {before:.1f} before, "
+              f"{after:.1f} after; ratio {marginal / raw:.2f}", flush=True)
+    print(f"command's runtime line: {runtime}")
+    total_marginal = 2 * small_n * len(rows) / sum(r[3] - r[2] for r in rows)
+    raw_mean = statistics.fmean(r[1] for r in rows)
+    print(f"marginal rate {total_marginal:.1f} img/s; raw forward ({args.model}, batch {args.batch_size}, eager, "
+          f"inference_mode) {raw_mean:.1f} img/s")
+    print(f"ratio marginal / raw forward: overall {total_marginal / raw_mean:.2f}, median of rounds "
+          f"{statistics.median(r[0] / r[1] for r in rows):.2f}; startup+end of run "
+          f"{statistics.median(r[2] - small_n / r[0] for r in rows):.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
@@ -96,9 +170,21 @@ def main() -> None:
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--raw-seconds", type=float, default=3.0)
+    parser.add_argument("--mode", choices=["inprocess", "subprocess"], default="inprocess")
+    parser.add_argument("--compile", action="store_true", help="worker with --compile (raw forward stays eager)")
+    parser.add_argument("--channels-last", action="store_true", dest="channels_last")
     args = parser.parse_args()
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator {alloc}")
+    report = configure_runtime(RuntimeSettings())  # what the worker's commands do at start
+    print(f"torch {torch.__version__}; {report.describe()}; allocator variables {alloc}; load {os.getloadavg()}")
+    if args.mode == "subprocess":
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            cam = build_engine(load_settings(model=args.model, method=args.method))
+            print(f"model load: {time.perf_counter() - t0:.1f} s")
+            subprocess_mode(args, Path(tmp), cam)
+        print(f"load average at the end {os.getloadavg()}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "src"
         t0 = time.perf_counter()
@@ -108,7 +194,8 @@ def main() -> None:
         def settings_for(round_: int) -> Settings:
             return load_settings(db=f"sqlite:///{tmp}/bench-{round_}.db", source=[folder], model=args.model,
                                  method=args.method, batch_size=args.batch_size, stable_seconds=0.05,
-                                 poll_seconds=0.01, use_events=False)
+                                 poll_seconds=0.01, use_events=False, compile=args.compile,
+                                 channels_last=args.channels_last)
 
         t0 = time.perf_counter()
         cam = build_engine(settings_for(0))
