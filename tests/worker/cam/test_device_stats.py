@@ -30,7 +30,7 @@ def test_a_zero_map_gives_a_row_of_nan() -> None:
     maps[1, 3, 4] = 2.0
     table = device_statistics(maps, 640, 480)
     assert all(math.isnan(v) for v in table[0].tolist())
-    assert compute_statistics(maps[0].numpy(), 640, 480).status == "zero"
+    assert compute_statistics(maps[0].numpy(), 640, 480).state == "zero"
     expected = compute_statistics(maps[1].numpy(), 640, 480).values["peak_value"]
     assert 1.5 < expected < 2.0  # the resampled spike's peak
     assert table[1, DEVICE_STAT_KEYS.index("peak_value")] == pytest.approx(expected, rel=1e-9)
