@@ -84,16 +84,19 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> None:
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(sub / f"f{i:05d}.jpg", quality=88)
 
 
-def raw_forward(cam: CamEngine, batch: int, seconds: float) -> float:
-    """Images/s of the bare model on a preprocessed batch, in a tight loop under inference_mode."""
+def raw_forward(cam: CamEngine, batch: int, seconds: float, cpu: list[float] | None = None) -> float:
+    """Images/s of the bare model on a preprocessed batch, in a tight loop under inference_mode (and the
+    process's CPU seconds per image appended to ``cpu``)."""
     x = torch.randn(batch, 3, *cam.loaded.preprocessing.size)
     model = cam.loaded.module
     with torch.inference_mode():
         model(x)
-        n, t0 = 0, time.perf_counter()
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - t0 < seconds:
             model(x)
             n += batch
+    if cpu is not None:
+        cpu.append((time.process_time() - c0) / n)
     return n / (time.perf_counter() - t0)
 
 
@@ -105,16 +108,20 @@ def run_round(settings: Settings, cam: CamEngine) -> tuple[Worker, float]:
     return worker, time.perf_counter() - t0
 
 
-def run_command(folder: Path, db: Path, args: argparse.Namespace) -> tuple[float, int, str]:
-    """Wall seconds of the README command over ``folder``, the images it processed, its runtime log line."""
+def run_command(folder: Path, db: Path, args: argparse.Namespace) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds (user + system) of the README command over ``folder``, the images it
+    processed, its runtime log line."""
+    import resource
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "CAMWATCH_"))}
     env.pop("LD_PRELOAD", None)
     command = [sys.executable, "-m", "worker", "run", "--source", str(folder), "--db", f"sqlite:///{db}", "--once",
                "--batch-size", str(args.batch_size), "--model", args.model, "--method", args.method]
     command += ["--compile"] * args.compile + ["--channels-last"] * args.channels_last
-    t0 = time.perf_counter()
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
+    elapsed, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"command failed ({done.returncode}): {done.stderr[-3000:]}")
     import sqlite3
@@ -122,7 +129,7 @@ def run_command(folder: Path, db: Path, args: argparse.Namespace) -> tuple[float
     with sqlite3.connect(db) as con:
         (n,) = con.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()
     runtime = next((line for line in done.stderr.splitlines() if '"runtime:' in line), "(no runtime line)")
-    return elapsed, n, runtime
+    return elapsed, cpu, n, runtime
 
 
 def subprocess_mode(args: argparse.Namespace, tmp: Path, cam: CamEngine) -> None:
@@ -136,22 +143,29 @@ def subprocess_mode(args: argparse.Namespace, tmp: Path, cam: CamEngine) -> None
     print(f"subprocess mode: {small_n} and {3 * small_n} JPEGs 640x480, flags: "
           f"{'--compile ' * args.compile}{'--channels-last' * args.channels_last or ''}", flush=True)
     rows = []
+    cpu_rows = []  # (command CPU s per marginal image, raw CPU s per image)
     for r in range(args.rounds):
-        before = raw_forward(cam, args.batch_size, args.raw_seconds)
+        raw_cpu: list[float] = []
+        before = raw_forward(cam, args.batch_size, args.raw_seconds, raw_cpu)
         order = [(small, small_n), (big, 3 * small_n)] if r % 2 == 0 else [(big, 3 * small_n), (small, small_n)]
         times: dict[int, float] = {}
+        cpus: dict[int, float] = {}
         for folder, n in order:
-            elapsed, done, runtime = run_command(folder, tmp / f"sub-{r}-{n}.db", args)
+            elapsed, cpu, done, runtime = run_command(folder, tmp / f"sub-{r}-{n}.db", args)
             if done != n:
                 raise SystemExit(f"{done} of {n} images processed")
-            times[n] = elapsed
-        after = raw_forward(cam, args.batch_size, args.raw_seconds)
+            times[n], cpus[n] = elapsed, cpu
+        after = raw_forward(cam, args.batch_size, args.raw_seconds, raw_cpu)
         raw = (before + after) / 2
         marginal = 2 * small_n / (times[3 * small_n] - times[small_n])
+        cpu_marginal = (cpus[3 * small_n] - cpus[small_n]) / (2 * small_n)
         rows.append((marginal, raw, times[small_n], times[3 * small_n]))
+        cpu_rows.append((cpu_marginal, statistics.fmean(raw_cpu)))
         print(f"round {r + 1}: {small_n} images {times[small_n]:.1f} s, {3 * small_n} images "
               f"{times[3 * small_n]:.1f} s -> marginal {marginal:.1f} img/s; raw forward {before:.1f} before, "
-              f"{after:.1f} after; ratio {marginal / raw:.2f}", flush=True)
+              f"{after:.1f} after; ratio {marginal / raw:.2f}; CPU per image: command {1000 * cpu_marginal:.1f} "
+              f"ms, raw {1000 * cpu_rows[-1][1]:.1f} ms, ratio {cpu_rows[-1][1] / cpu_marginal:.2f}; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"command's runtime line: {runtime}")
     total_marginal = 2 * small_n * len(rows) / sum(r[3] - r[2] for r in rows)
     raw_mean = statistics.fmean(r[1] for r in rows)
@@ -160,6 +174,10 @@ def subprocess_mode(args: argparse.Namespace, tmp: Path, cam: CamEngine) -> None
     print(f"ratio marginal / raw forward: overall {total_marginal / raw_mean:.2f}, median of rounds "
           f"{statistics.median(r[0] / r[1] for r in rows):.2f}; startup+end of run "
           f"{statistics.median(r[2] - small_n / r[0] for r in rows):.1f} s")
+    cmd_cpu, raw_cpu_mean = statistics.fmean(c[0] for c in cpu_rows), statistics.fmean(c[1] for c in cpu_rows)
+    print(f"per CPU second (user + system, less disturbed by other processes): command {1000 * cmd_cpu:.1f} ms "
+          f"per marginal image, raw forward {1000 * raw_cpu_mean:.1f} ms per image, ratio "
+          f"{raw_cpu_mean / cmd_cpu:.2f} (median of rounds {statistics.median(c[1] / c[0] for c in cpu_rows):.2f})")
 
 
 def main() -> None:

@@ -158,6 +158,13 @@ class CamEngine:
                  target_sets: Sequence[Sequence[int | None] | None]) -> list[list[CamResult]]:
         """Explain ``x`` once per target set, from one forward pass: ``out[j][i]`` is image ``i`` explained
         for ``target_sets[j][i]`` (None: its top-1 class)."""
+        return [self._results(maps, scores, tgt) for maps, scores, tgt in self.run_on_device(x, target_sets)]
+
+    def run_on_device(self, x: torch.Tensor, target_sets: Sequence[Sequence[int | None] | None] = (None,),
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """:meth:`run_many` without leaving the device: per target set, the raw maps ``(N, h, w)`` (fp32,
+        after ReLU), the class scores ``(N, C)`` (fp32) and the targets ``(N,)``, as tensors on the engine's
+        device (the GPU path computes statistics there before copying back: :mod:`worker.cam.device_stats`)."""
         x = x.to(self.device, non_blocking=True)
         if self.acceleration.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -205,14 +212,13 @@ class CamEngine:
                 acts = store["a"]
             handle.remove()
             acts = self.layout.to_nchw(acts)
-            out = []
+            out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
             with torch.inference_mode():
                 for tgt, gradients in passes:
                     ctx = CamContext(activations=acts, gradients=gradients, logits=scores, targets=tgt, inputs=x,
                                      classifier_weight=self.classifier_weight, forward=self._plain_forward,
                                      options=self.options, probabilities=self.head.probabilities)
-                    maps = F.relu(self.method.combine(ctx)).float()
-                    out.append(self._results(maps, scores.float(), tgt))
+                    out.append((F.relu(self.method.combine(ctx)).float(), scores.float(), tgt))
             return out
         finally:
             handle.remove()
