@@ -6,8 +6,8 @@ The floor is the raw forward pass under ``torch.inference_mode``. Each method is
 alternate with the raw forward pass on the same batch, so the printed ratio (method / raw) is robust to
 the machine's load drifting during the run. Inputs are preprocessed tensors (decode and resize are
 the worker's cost, measured in benchmarks/worker_throughput.py). Peers: pytorch-grad-cam (``grad-cam``)
-and torchcam, at the same target layer, explaining the top-1 class. The allocator settings in force
-are printed, because they change the ratios (see docs/operations.md).
+and torchcam, at the same target layer, explaining the top-1 class. The process applies the worker's
+runtime settings (allocator, threads: docs/operations.md) and prints them, because they change the ratios.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from camwatch.settings import RuntimeSettings
 from worker.cam.engine import CamEngine
 from worker.cam.models import LoadedModel, load_model
 from worker.cam.preprocess import Preprocessing
+from worker.runtime import configure_runtime
 
 OURS = ["cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam"]
 
@@ -90,8 +92,9 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per method and batch")
     args = parser.parse_args()
+    runtime = configure_runtime(RuntimeSettings()).describe()  # what the worker's commands apply
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator {alloc}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator variables {alloc}; {runtime}")
     for name in args.models:
         loaded = build(name)
         engines = {m: CamEngine(loaded, m, device="cpu") for m in args.methods}
