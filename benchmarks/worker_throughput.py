@@ -115,6 +115,8 @@ def run_command(folder: Path, db: Path, args: argparse.Namespace) -> tuple[float
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "CAMWATCH_"))}
     env.pop("LD_PRELOAD", None)
+    if args.allocator != "pinned":
+        env["CAMWATCH_RUNTIME__ALLOCATOR"] = args.allocator  # the before-state: glibc's defaults
     command = [sys.executable, "-m", "worker", "run", "--source", str(folder), "--db", f"sqlite:///{db}", "--once",
                "--batch-size", str(args.batch_size), "--model", args.model, "--method", args.method]
     command += ["--compile"] * args.compile + ["--channels-last"] * args.channels_last
@@ -191,6 +193,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["inprocess", "subprocess"], default="inprocess")
     parser.add_argument("--compile", action="store_true", help="worker with --compile (raw forward stays eager)")
     parser.add_argument("--channels-last", action="store_true", dest="channels_last")
+    parser.add_argument("--allocator", choices=["pinned", "default"], default="pinned",
+                        help="subprocess mode: the command's [runtime] allocator (default: what users get)")
     args = parser.parse_args()
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
     report = configure_runtime(RuntimeSettings())  # what the worker's commands do at start
@@ -218,6 +222,12 @@ def main() -> None:
         t0 = time.perf_counter()
         cam = build_engine(settings_for(0))
         print(f"model load: {time.perf_counter() - t0:.1f} s")
+        floor = cam
+        if args.compile or args.channels_last:  # the raw forward pass stays the eager model's
+            floor = build_engine(load_settings(model=args.model, method=args.method))
+            t0 = time.perf_counter()
+            cam.run(torch.zeros(args.batch_size, 3, *cam.loaded.preprocessing.size))  # compiles this shape
+            print(f"warm-up batch (compilation): {time.perf_counter() - t0:.1f} s")
 
         samples: list[tuple[int, float]] = []
         progress: list[Worker] = []
@@ -231,21 +241,25 @@ def main() -> None:
         sampler.start()
         rows: list[tuple[int, float, float]] = []  # images, seconds, raw img/s (mean of before and after)
         errors = 0
+        cpu_ratios: list[float] = []  # raw CPU s per image over the worker's (this process, all threads)
         for r in range(args.rounds):
-            before = raw_forward(cam, args.batch_size, args.raw_seconds)
+            raw_cpu: list[float] = []
+            before = raw_forward(floor, args.batch_size, args.raw_seconds, raw_cpu)
             worker = Worker(settings_for(r), engine=cam)
             worker.bootstrap()  # migrates the fresh database, untimed
             progress[:] = [worker]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             worker.work(burst=True)
-            elapsed = time.perf_counter() - t0
-            after = raw_forward(cam, args.batch_size, args.raw_seconds)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+            after = raw_forward(floor, args.batch_size, args.raw_seconds, raw_cpu)
+            cpu_ratios.append(statistics.fmean(raw_cpu) / (cpu / max(worker.processed, 1)))
             errors += worker.errors
             raw = (before + after) / 2
             rows.append((worker.processed, elapsed, raw))
             e2e = worker.processed / elapsed
             print(f"round {r + 1}: {worker.processed} images in {elapsed:.2f} s = {e2e:.1f} img/s; raw forward "
-                  f"{before:.1f} before, {after:.1f} after; ratio {e2e / raw:.2f}", flush=True)
+                  f"{before:.1f} before, {after:.1f} after; ratio {e2e / raw:.2f}; per CPU second "
+                  f"{cpu_ratios[-1]:.2f}; load {os.getloadavg()[0]:.1f}", flush=True)
         stop.set()
         sampler.join()
 
@@ -256,7 +270,8 @@ def main() -> None:
         print(f"raw forward ({args.model}, batch {args.batch_size}, inference_mode, mean of "
               f"{2 * len(rows)} slices of {args.raw_seconds:g} s): {raw_mean:.1f} img/s")
         print(f"ratio end-to-end / raw forward: overall {images / seconds / raw_mean:.2f}, "
-              f"median of rounds {statistics.median(r[0] / r[1] / r[2] for r in rows):.2f}")
+              f"median of rounds {statistics.median(r[0] / r[1] / r[2] for r in rows):.2f}; per CPU second "
+              f"(less disturbed by other processes) median of rounds {statistics.median(cpu_ratios):.2f}")
         if samples:
             marks = [samples[int(f * (len(samples) - 1))] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
             print("RSS during the run (images done in the round -> MB): "
