@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from camwatch.settings import RuntimeSettings
+from worker.cam.accel import Acceleration
 from worker.cam.engine import CamEngine
 from worker.cam.models import LoadedModel, load_model
 from worker.cam.preprocess import Preprocessing
@@ -90,6 +91,9 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--methods", nargs="+", default=OURS)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--accel", action="store_true",
+                        help="also Grad-CAM with --channels-last, --compile and both (each on its own model copy; "
+                             "the raw floor stays the eager model)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per method and batch")
     args = parser.parse_args()
     runtime = configure_runtime(RuntimeSettings()).describe()  # what the worker's commands apply
@@ -100,6 +104,11 @@ def main() -> None:
         engines = {m: CamEngine(loaded, m, device="cpu") for m in args.methods}
         layer = next(iter(engines.values())).target_layer
         rivals = {} if args.no_peers else peers(loaded, layer)
+        accelerated = {} if not args.accel else {
+            label: CamEngine(build(name), "gradcam", device="cpu", acceleration=options)
+            for label, options in (("channels-last", Acceleration(channels_last=True)),
+                                   ("compiled", Acceleration(compile=True)),
+                                   ("compiled+cl", Acceleration(compile=True, channels_last=True)))}
         print(f"\n== {loaded.spec} (layer {layer})")
         print(f"{'method':24s} {'batch':>5s} {'raw img/s':>10s} {'img/s':>8s} {'ratio':>6s}")
         for batch in args.batches:
@@ -112,6 +121,7 @@ def main() -> None:
             calls: dict[str, Callable[[], object]] = {f"camwatch {m}": (lambda e=e, x=x: e.run(x))
                                                       for m, e in engines.items()}
             calls.update({k: (lambda f=f, x=x: f(x)) for k, f in rivals.items()})
+            calls.update({f"gradcam {k}": (lambda e=e, x=x: e.run(x)) for k, e in accelerated.items()})
             for label, fn in calls.items():
                 t_raw, t_fn = paired(raw, fn, args.seconds)
                 print(f"{label:24s} {batch:5d} {batch / t_raw:10.1f} {batch / t_fn:8.1f} {t_raw / t_fn:6.2f}",
