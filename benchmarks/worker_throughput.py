@@ -14,6 +14,10 @@ is its marginal rate over their mean. ``--compile`` / ``--channels-last`` are pa
 compilation happens in both runs and cancels too); the raw forward pass stays eager, so the ratio says
 what the option gives against the plain model.
 
+``--mode allocator`` runs the same command over ``--images`` JPEGs with ``[runtime] allocator = "default"``
+(glibc's own malloc settings, the state before the worker pinned them) and ``"pinned"`` alternately, and
+prints wall, user and system seconds of each.
+
 In-process mode (the default):
 
 Makes a folder of ``--images`` 640x480 JPEGs (crops of real photos with jitter, distinct bytes). Each
@@ -57,6 +61,7 @@ from worker.runtime import configure_runtime
 from worker.service.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
+LAST_SYSTEM_SECONDS: list[float] = []  # system CPU seconds of the last command
 
 
 def rss_mb() -> float:
@@ -124,6 +129,7 @@ def run_command(folder: Path, db: Path, args: argparse.Namespace) -> tuple[float
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    LAST_SYSTEM_SECONDS[:] = [r1.ru_stime - r0.ru_stime]
     if done.returncode != 0:
         raise SystemExit(f"command failed ({done.returncode}): {done.stderr[-3000:]}")
     import sqlite3
@@ -182,6 +188,26 @@ def subprocess_mode(args: argparse.Namespace, tmp: Path, cam: CamEngine) -> None
           f"{raw_cpu_mean / cmd_cpu:.2f} (median of rounds {statistics.median(c[1] / c[0] for c in cpu_rows):.2f})")
 
 
+def allocator_mode(args: argparse.Namespace, tmp: Path) -> None:
+    """The README command over the same ``--images`` JPEGs with ``[runtime] allocator`` "default" (glibc's
+    own settings: the state before the worker pinned it) and "pinned" (what users get), alternating."""
+    folder = tmp / "src"
+    make_folder(folder, args.images)
+    print(f"allocator mode: {args.images} JPEGs 640x480, the command with allocator default / pinned", flush=True)
+    totals: dict[str, list[tuple[float, float, float]]] = {"default": [], "pinned": []}
+    for r in range(args.rounds):
+        for allocator in (("default", "pinned") if r % 2 == 0 else ("pinned", "default")):
+            args.allocator = allocator
+            elapsed, cpu, done, _ = run_command(folder, tmp / f"alloc-{r}-{allocator}.db", args)
+            system = LAST_SYSTEM_SECONDS[0]
+            totals[allocator].append((elapsed, cpu - system, system))
+            print(f"round {r + 1} {allocator:8s}: {done} images, wall {elapsed:.1f} s, user {cpu - system:.1f} s, "
+                  f"system {system:.1f} s; load {os.getloadavg()[0]:.1f}", flush=True)
+    for allocator, rows in totals.items():
+        print(f"{allocator:8s}: wall {sum(r[0] for r in rows):.1f} s, user {sum(r[1] for r in rows):.1f} s, "
+              f"system {sum(r[2] for r in rows):.1f} s over {len(rows)} runs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
@@ -190,7 +216,7 @@ def main() -> None:
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--raw-seconds", type=float, default=3.0)
-    parser.add_argument("--mode", choices=["inprocess", "subprocess"], default="inprocess")
+    parser.add_argument("--mode", choices=["inprocess", "subprocess", "allocator"], default="inprocess")
     parser.add_argument("--compile", action="store_true", help="worker with --compile (raw forward stays eager)")
     parser.add_argument("--channels-last", action="store_true", dest="channels_last")
     parser.add_argument("--allocator", choices=["pinned", "default"], default="pinned",
@@ -199,6 +225,10 @@ def main() -> None:
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
     report = configure_runtime(RuntimeSettings())  # what the worker's commands do at start
     print(f"torch {torch.__version__}; {report.describe()}; allocator variables {alloc}; load {os.getloadavg()}")
+    if args.mode == "allocator":
+        with tempfile.TemporaryDirectory() as tmp:
+            allocator_mode(args, Path(tmp))
+        return
     if args.mode == "subprocess":
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
