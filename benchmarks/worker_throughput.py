@@ -275,7 +275,7 @@ def main() -> None:
         for r in range(args.rounds):
             raw_cpu: list[float] = []
             before = raw_forward(floor, args.batch_size, args.raw_seconds, raw_cpu)
-            worker = Worker(settings_for(r), engine=cam)
+            worker = Worker(settings_for(r), engine=cam, freeze_gc=True)  # as the command does
             worker.bootstrap()  # migrates the fresh database, untimed
             progress[:] = [worker]
             t0, c0 = time.perf_counter(), time.process_time()

@@ -19,6 +19,12 @@ their settings, and what the dashboard's on-demand CAM does before it imports to
   The pools already loaded (OpenBLAS, MKL, BLIS) are limited through threadpoolctl, whatever was imported
   first.
 
+- **The garbage collector**: once the worker has loaded its model, :func:`freeze_startup_objects` moves the
+  half-million objects of torch, the model and SQLAlchemy into the collector's permanent generation
+  (``gc.freeze``). Otherwise each full collection — one every few hundred images, as results accumulate —
+  walks all of them again (measured: 0.4 s per collection of about 511,000 objects on the 2-core machine,
+  about 1 ms per image at 50 images/s); afterwards it walks only what the batches create.
+
 Importing this module applies nothing and imports neither torch nor numpy.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import sys
@@ -128,3 +135,13 @@ def configure_runtime(settings: RuntimeSettings) -> RuntimeReport:
                            blas_threads=limit_blas_threads(), before_torch=before_torch)
     log.info(report.describe())
     return report
+
+
+def freeze_startup_objects() -> int:
+    """Collect, then move every object alive now (modules, the model, the database engine) into the garbage
+    collector's permanent generation, so later full collections skip them; returns how many were frozen."""
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("garbage collector: %d objects alive after start-up frozen out of garbage collection", frozen)
+    return frozen

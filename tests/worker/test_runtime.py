@@ -106,6 +106,10 @@ def test_the_run_command_applies_them_first(tmp_path: Path) -> None:
                                   "2147483647) -> 1; torch threads 1; BLAS threads 1; before torch was imported")
     engine = [i for i, e in enumerate(events) if e.startswith("CAM engine:")]
     assert engine and engine[0] > applied[0]
+    # Once the model is loaded, what is alive leaves the garbage collector's walks (torch and the model:
+    # hundreds of thousands of objects).
+    frozen = [e for e in events[engine[0]:] if e.endswith("frozen out of garbage collection")]
+    assert len(frozen) == 1 and int(frozen[0].split()[2]) > 100_000
 
 
 def test_without_glibc_it_is_a_logged_no_op(monkeypatch: pytest.MonkeyPatch) -> None:

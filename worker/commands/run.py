@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_runtime(settings.runtime)  # before torch is imported (the next import) and allocates
     from worker.service.worker import Worker
 
-    worker = Worker(settings)
+    worker = Worker(settings, freeze_gc=True)  # this process is the worker's: startup objects out of GC
     worker.install_signal_handlers()
     worker.work(burst=args.once)
     return 0

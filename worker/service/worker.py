@@ -54,7 +54,7 @@ from db.faults import DatabaseUnavailable, SqliteFileWatch, guarded
 from db.monitoring import ReferenceHandle, ensure_reference
 from db.types import utcnow
 from worker.cam.engine import CamEngine
-from worker.runtime import limit_blas_threads
+from worker.runtime import freeze_startup_objects, limit_blas_threads
 from worker.service.lease import LeaseKeeper
 from worker.service.monitor import recompute_drift
 from worker.service.pipeline import PipelineContext, process_batch
@@ -77,8 +77,9 @@ class Worker:
     """The monitoring loop. The constructor does no I/O; :meth:`bootstrap` connects, migrates, loads the
     model and registers it; :meth:`work` bootstraps when needed, loops, and tears down in ``finally``."""
 
-    def __init__(self, settings: Settings, *, engine: CamEngine | None = None) -> None:
+    def __init__(self, settings: Settings, *, engine: CamEngine | None = None, freeze_gc: bool = False) -> None:
         self.settings = settings
+        self._freeze_gc = freeze_gc  # the command's process: startup objects out of GC (worker.runtime)
         self.cam: CamEngine | None = engine
         self.instance_id = uuid.uuid4().hex  # this process: its claims carry it (recovery, not pids)
         self.worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{self.instance_id[:6]}"
@@ -151,6 +152,8 @@ class Worker:
         self.upkeep = Upkeep(settings, self.db, self.worker_id)  # accepted thresholds, daily retention
         self.upkeep.tick(self.ctx, force=True)
         self._bootstrapped = True
+        if self._freeze_gc:
+            freeze_startup_objects()
         self._recover(force=True)
         self._keeper = LeaseKeeper(self.db, self.instance_id, lease_seconds=settings.lease_seconds,
                                    interval=min(settings.heartbeat_seconds, settings.lease_seconds / 3),
