@@ -8,9 +8,6 @@ STAMP := $(VENV)/.camwatch-req-$(REQ_HASH)
 DB ?= sqlite:///camwatch.db
 # make demo SOURCE=redis: the generator publishes events to Redis (127.0.0.1:6379) instead of writing files.
 SOURCE ?= folder
-# glibc allocator settings for long-running torch processes (docs/operations.md explains the choice).
-export MALLOC_MMAP_MAX_ ?= 0
-export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 
 .PHONY: venv test lint demo dashboard chromium benchmarks clean
 

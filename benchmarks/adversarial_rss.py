@@ -48,7 +48,7 @@ def main() -> None:
         engine.dispose()
     allocator = {k: os.environ[k] for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ}
     print(f"corpus: {corpus.files} files, {len(corpus.expected)} images expected; allocator settings: "
-          f"{allocator or 'glibc defaults'}")
+          f"{allocator or 'none in the environment (the command pins glibc malloc itself: worker/runtime.py)'}")
     print(f"camwatch run --once: peak RSS {peak_kb / 1024:.0f} MiB, wall {wall}, images {statuses}")
 
 

@@ -6,8 +6,8 @@ The floor is the raw forward pass under ``torch.inference_mode``. Each method is
 alternate with the raw forward pass on the same batch, so the printed ratio (method / raw) is robust to
 the machine's load drifting during the run. Inputs are preprocessed tensors (decode and resize are
 the worker's cost, measured in benchmarks/worker_throughput.py). Peers: pytorch-grad-cam (``grad-cam``)
-and torchcam, at the same target layer, explaining the top-1 class. The allocator settings in force
-are printed, because they change the ratios (see docs/operations.md).
+and torchcam, at the same target layer, explaining the top-1 class. The process applies the worker's
+runtime settings (allocator, threads: docs/operations.md) and prints them, because they change the ratios.
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from camwatch.settings import RuntimeSettings
+from worker.cam.accel import Acceleration
 from worker.cam.engine import CamEngine
 from worker.cam.models import LoadedModel, load_model
 from worker.cam.preprocess import Preprocessing
+from worker.runtime import configure_runtime
 
 OURS = ["cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigencam"]
 
@@ -88,15 +91,24 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--methods", nargs="+", default=OURS)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--accel", action="store_true",
+                        help="also Grad-CAM with --channels-last, --compile and both (each on its own model copy; "
+                             "the raw floor stays the eager model)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing budget per method and batch")
     args = parser.parse_args()
+    runtime = configure_runtime(RuntimeSettings()).describe()  # what the worker's commands apply
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator {alloc}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator variables {alloc}; {runtime}")
     for name in args.models:
         loaded = build(name)
         engines = {m: CamEngine(loaded, m, device="cpu") for m in args.methods}
         layer = next(iter(engines.values())).target_layer
         rivals = {} if args.no_peers else peers(loaded, layer)
+        accelerated = {} if not args.accel else {
+            label: CamEngine(build(name), "gradcam", device="cpu", acceleration=options)
+            for label, options in (("channels-last", Acceleration(channels_last=True)),
+                                   ("compiled", Acceleration(compile=True)),
+                                   ("compiled+cl", Acceleration(compile=True, channels_last=True)))}
         print(f"\n== {loaded.spec} (layer {layer})")
         print(f"{'method':24s} {'batch':>5s} {'raw img/s':>10s} {'img/s':>8s} {'ratio':>6s}")
         for batch in args.batches:
@@ -109,6 +121,7 @@ def main() -> None:
             calls: dict[str, Callable[[], object]] = {f"camwatch {m}": (lambda e=e, x=x: e.run(x))
                                                       for m, e in engines.items()}
             calls.update({k: (lambda f=f, x=x: f(x)) for k, f in rivals.items()})
+            calls.update({f"gradcam {k}": (lambda e=e, x=x: e.run(x)) for k, e in accelerated.items()})
             for label, fn in calls.items():
                 t_raw, t_fn = paired(raw, fn, args.seconds)
                 print(f"{label:24s} {batch:5d} {batch / t_raw:10.1f} {batch / t_fn:8.1f} {t_raw / t_fn:6.2f}",

@@ -38,7 +38,7 @@ from db.queries_slices import database_size  # noqa: E402
 from db.session import make_engine  # noqa: E402
 
 CACHE_DIR = Path("/tmp/camwatch-bench")
-ENV = {**os.environ, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+ENV = dict(os.environ)  # the worker applies its allocator settings itself (worker/runtime.py)
 
 
 def cached_database(n_images: int, days: float) -> Path:

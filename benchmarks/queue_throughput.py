@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from worker_throughput import make_folder  # the same images as the worker benchmark
 
 from camwatch.client import Publisher
-from camwatch.settings import Settings, load_settings
+from camwatch.settings import RuntimeSettings, Settings, load_settings
 from worker.cam.engine import CamEngine
 from worker.cam.factory import build_engine
+from worker.runtime import configure_runtime
 from worker.service.worker import Worker
 
 MODES = ("folder", "redis-inline", "redis-file")
@@ -73,8 +74,9 @@ def main() -> None:
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    runtime = configure_runtime(RuntimeSettings()).describe()  # what the worker's commands apply
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator {alloc}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, allocator variables {alloc}; {runtime}")
     client = redis.Redis.from_url(args.redis)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "src"

@@ -30,9 +30,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from camwatch.settings import RuntimeSettings
 from worker.cam.engine import CamEngine
 from worker.cam.loaded import LoadedModel
 from worker.cam.preprocess import Preprocessing
+from worker.runtime import configure_runtime
 
 MODELS = ("vit_b_16", "swin_t")
 
@@ -94,9 +96,10 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    runtime = configure_runtime(RuntimeSettings()).describe()  # what the worker's commands apply
     alloc = {k: os.environ.get(k, "(unset)") for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
-          f"{os.cpu_count()} CPUs, allocator {alloc}")
+          f"{os.cpu_count()} CPUs, allocator variables {alloc}; {runtime}")
     for arch in args.models:
         loaded = build(arch)
         engine = CamEngine(loaded, "gradcam", device=args.device)

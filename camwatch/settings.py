@@ -187,6 +187,21 @@ class ModelSettings(BaseModel):
     head_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
 
+#: glibc's mallopt takes an int: the largest trim threshold it accepts (2 GiB - 1).
+MAX_TRIM_THRESHOLD = 2**31 - 1
+
+
+class RuntimeSettings(BaseModel):
+    """Process-wide settings the worker and the dashboard's on-demand CAM apply when they start
+    (:mod:`worker.runtime`; docs/operations.md, "Runtime settings")."""
+
+    #: ``pinned``: glibc's ``mallopt(M_MMAP_MAX=0)`` and a large ``M_TRIM_THRESHOLD`` (freed memory kept for
+    #: the next batch); ``default``: leave the allocator alone (e.g. when preloading jemalloc).
+    allocator: Literal["pinned", "default"] = "pinned"
+    trim_threshold_bytes: Annotated[int, Field(ge=0, le=MAX_TRIM_THRESHOLD)] = MAX_TRIM_THRESHOLD
+    threads: Annotated[int, Field(ge=1)] | None = None  # torch intra-op threads; None: the available cores
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMWATCH_", env_nested_delimiter="__", extra="ignore",
                                       toml_file="camwatch.toml")
@@ -207,6 +222,10 @@ class Settings(BaseSettings):
     #: Shadow mode: several models on the same images, one marked primary (``[[models]]`` in the TOML file,
     #: or ``--model`` repeated); empty: the single model above. See :meth:`model_settings`.
     models: list[ModelSettings] = Field(default_factory=list)
+    # optimised inference (worker/cam/accel.py): the trunk up to the target layer; the head stays eager fp32
+    channels_last: bool = False
+    compile: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast on CUDA only
     # head and explained class (definitions: camwatch.heads)
     head: HeadKind | None = None  # None: softmax; binary for a single-logit model; HF multi-label configs: sigmoid
     head_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_HEAD_THRESHOLD  # multi-label labels: p >= this
@@ -250,6 +269,7 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] | None = None
     metrics_host: str = "127.0.0.1"
     metrics_slices: bool = False  # drift gauges per slice too (one series per tag value: bounded by the tags)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
     @field_validator("source", mode="before")
     @classmethod

@@ -1,6 +1,7 @@
 """The Image page's "another CAM method" section: a heatmap computed live for one image.
 
-The CAM engine is built with :func:`worker.cam.factory.build_engine` from the dashboard's settings with ``method``
+The process's runtime settings are applied (:func:`worker.runtime.configure_runtime`), then the CAM engine is
+built with :func:`worker.cam.factory.build_engine` from the dashboard's settings with ``method``
 replaced, and kept in ``st.cache_resource`` (one per method and model configuration): loading the model
 takes seconds, explaining one image a fraction of that. It explains the *stored* predicted class, so the
 maps of the two methods answer the same question; their agreement is the Pearson r of the normalised maps
@@ -37,7 +38,11 @@ log = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner="Loading the model for this method (once)...", max_entries=4)
 def cam_engine(settings_key: str, method: str, _settings: Settings) -> Any:
-    """The CAM engine of ``_settings`` with ``method`` (cached per settings JSON and method)."""
+    """The CAM engine of ``_settings`` with ``method`` (cached per settings JSON and method). The process's
+    runtime settings (allocator, threads: :mod:`worker.runtime`) are applied first, before torch is imported."""
+    from worker.runtime import configure_runtime
+
+    configure_runtime(_settings.runtime)
     from worker.cam.factory import build_engine  # torch is imported only when a live heatmap is asked for
 
     return build_engine(_settings.model_copy(update={"method": method}))

@@ -44,3 +44,24 @@ def test_reference_range_naive_times_are_utc():
     s = load_settings(reference={"kind": "time_range", "start": "2026-11-01T00:00:00", "end": "2026-11-02T06:00:00+02:00"})
     assert s.reference.start == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     assert s.reference.end == dt.datetime(2026, 11, 2, 4, tzinfo=dt.UTC)
+
+
+def test_runtime_and_optimised_inference_settings(tmp_path, monkeypatch):
+    toml = tmp_path / "camwatch.toml"
+    toml.write_text('compile = true\nprecision = "bf16"\n[runtime]\nthreads = 4\nallocator = "default"\n')
+    monkeypatch.setenv("CAMWATCH_RUNTIME__THREADS", "6")
+    monkeypatch.setenv("CAMWATCH_CHANNELS_LAST", "true")
+    s = load_settings(toml, runtime={"threads": 3})
+    assert s.runtime.threads == 3  # --threads beats the environment
+    assert s.runtime.allocator == "default"  # the file's, merged into the same table
+    assert s.compile and s.channels_last and s.precision == "bf16"
+    monkeypatch.chdir(tmp_path / "..")
+    for var in ("CAMWATCH_RUNTIME__THREADS", "CAMWATCH_CHANNELS_LAST", "CAMWATCH_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    d = load_settings()
+    assert (d.runtime.allocator, d.runtime.threads, d.runtime.trim_threshold_bytes) == ("pinned", None, 2**31 - 1)
+    assert (d.channels_last, d.compile, d.precision) == (False, False, "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        load_settings(precision="int8")
+    with pytest.raises(ValueError, match="trim_threshold_bytes"):
+        load_settings(runtime={"trim_threshold_bytes": 2**31})

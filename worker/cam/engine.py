@@ -35,6 +35,7 @@ from PIL import Image
 from torch import nn
 
 import worker.cam.methods  # noqa: F401  (registers the methods)
+from worker.cam.accel import Acceleration, accelerate
 from worker.cam.base import CamContext, CamMethodError, get_method
 from worker.cam.heads import make_head
 from worker.cam.layers import find_target_layer, get_module
@@ -82,7 +83,8 @@ class CamEngine:
     """Predictions and CAMs for batches of images with one model, one method and one target layer."""
 
     def __init__(self, model: LoadedModel, method: str = "gradcam", *, target_layer: str | None = None,
-                 device: str | torch.device | None = None, topk: int = 5, scorecam_batch_size: int = 64) -> None:
+                 device: str | torch.device | None = None, topk: int = 5, scorecam_batch_size: int = 64,
+                 acceleration: Acceleration | None = None) -> None:
         self.loaded = model
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.model = model.module.to(self.device).eval()
@@ -105,8 +107,12 @@ class CamEngine:
                 f"method 'cam' needs a global-average-pooling → linear head right after the target layer "
                 f"'{self.target_layer}' (logits = W · mean_xy(A) + b); this model's head is different. "
                 "Use gradcam, which works for any head.")
-        log.info("CAM engine: %s, head %s, method %s, layer %s (%s), device %s", model.spec, self.head.key,
-                 method, self.target_layer, self.layout.describe(), self.device)
+        # After the eager checks above; the trunk (up to the target layer) is optimised in place.
+        self.acceleration = acceleration or Acceleration()
+        accelerate(self.model, self.target_layer, example, self.device, self.acceleration)
+        self._fp32_leaf = self.acceleration.precision != "fp32"
+        log.info("CAM engine: %s, head %s, method %s, layer %s (%s), device %s, %s", model.spec, self.head.key,
+                 method, self.target_layer, self.layout.describe(), self.device, self.acceleration.describe())
 
     # -- setup ------------------------------------------------------------------------------------
     def _inspect_head(self) -> torch.Tensor | None:
@@ -152,7 +158,16 @@ class CamEngine:
                  target_sets: Sequence[Sequence[int | None] | None]) -> list[list[CamResult]]:
         """Explain ``x`` once per target set, from one forward pass: ``out[j][i]`` is image ``i`` explained
         for ``target_sets[j][i]`` (None: its top-1 class)."""
+        return [self._results(maps, scores, tgt) for maps, scores, tgt in self.run_on_device(x, target_sets)]
+
+    def run_on_device(self, x: torch.Tensor, target_sets: Sequence[Sequence[int | None] | None] = (None,),
+                      ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """:meth:`run_many` without leaving the device: per target set, the raw maps ``(N, h, w)`` (fp32,
+        after ReLU), the class scores ``(N, C)`` (fp32) and the targets ``(N,)``, as tensors on the engine's
+        device (the GPU path computes statistics there before copying back: :mod:`worker.cam.device_stats`)."""
         x = x.to(self.device, non_blocking=True)
+        if self.acceleration.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         n = x.shape[0]
         for targets in target_sets:
             if targets is not None and len(targets) != n:
@@ -165,7 +180,8 @@ class CamEngine:
                 raise CamMethodError(f"target layer '{self.target_layer}' returned {type(output).__name__}")
             # The model continues on a copy, so in-place ops after the layer (DenseNet's ReLU) neither
             # alter the stored activations nor touch the autograd leaf.
-            leaf = output.detach().requires_grad_(needs_grad)
+            # A reduced-precision trunk hands over fp32 activations: the head and its gradients run in fp32.
+            leaf = (output.detach().float() if self._fp32_leaf else output.detach()).requires_grad_(needs_grad)
             store["a"] = leaf
             return leaf.clone()
 
@@ -196,14 +212,13 @@ class CamEngine:
                 acts = store["a"]
             handle.remove()
             acts = self.layout.to_nchw(acts)
-            out = []
+            out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
             with torch.inference_mode():
                 for tgt, gradients in passes:
                     ctx = CamContext(activations=acts, gradients=gradients, logits=scores, targets=tgt, inputs=x,
                                      classifier_weight=self.classifier_weight, forward=self._plain_forward,
                                      options=self.options, probabilities=self.head.probabilities)
-                    maps = F.relu(self.method.combine(ctx)).float()
-                    out.append(self._results(maps, scores.float(), tgt))
+                    out.append((F.relu(self.method.combine(ctx)).float(), scores.float(), tgt))
             return out
         finally:
             handle.remove()

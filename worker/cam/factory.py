@@ -4,6 +4,7 @@ dashboard's on-demand CAM (which imports nothing else of the worker)."""
 from __future__ import annotations
 
 from camwatch.settings import Settings
+from worker.cam.accel import Acceleration
 from worker.cam.engine import CamEngine
 from worker.cam.models import load_model
 
@@ -15,4 +16,6 @@ def build_engine(settings: Settings) -> CamEngine:
                         preprocessing={"mode": settings.preprocess} if settings.preprocess else None,
                         head=settings.head, head_threshold=settings.head_threshold)
     return CamEngine(loaded, settings.method, target_layer=settings.target_layer, device=settings.device,
-                     topk=settings.topk)
+                     topk=settings.topk,
+                     acceleration=Acceleration(channels_last=settings.channels_last, compile=settings.compile,
+                                               precision=settings.precision))

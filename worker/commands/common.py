@@ -13,7 +13,7 @@ from camwatch.settings import Settings, load_settings
 
 #: Settings fields set by the model options (:func:`add_model_args`).
 MODEL_KEYS = ("model", "weights", "classes", "num_classes", "trust_pickle", "method", "target_layer", "device",
-              "preprocess", "batch_size", "head", "head_threshold")
+              "preprocess", "batch_size", "head", "head_threshold", "channels_last", "compile", "precision")
 
 
 def add_model_args(p: argparse.ArgumentParser, *, repeatable: bool = False) -> None:
@@ -41,6 +41,15 @@ def add_model_args(p: argparse.ArgumentParser, *, repeatable: bool = False) -> N
                                                       "for a single-logit model")
     g.add_argument("--head-threshold", type=float, dest="head_threshold",
                    help="multi-label (sigmoid) threshold: a class is a predicted label when p >= this (0.5)")
+    o = p.add_argument_group("optimised inference (the trunk up to the target layer; the head stays eager fp32)")
+    o.add_argument("--channels-last", action="store_const", const=True, dest="channels_last",
+                   help="model and inputs in channels-last (NHWC) memory format")
+    o.add_argument("--compile", action="store_const", const=True, dest="compile",
+                   help="torch.compile the trunk (the first batch of each shape pays the compilation)")
+    o.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="autocast the trunk to bf16/fp16 on CUDA (default fp32)")
+    o.add_argument("--threads", type=int, dest="threads",
+                   help="torch intra-op threads (default: [runtime] threads, else the available cores)")
     g.add_argument("--config", type=Path, help="camwatch.toml (default: ./camwatch.toml when present)")
 
 
@@ -63,4 +72,10 @@ def settings_from(args: argparse.Namespace, keys: Sequence[str]) -> Settings:
     values = {k: getattr(args, k, None) for k in keys}
     if isinstance(values.get("model"), list):
         values.update(shadow_overrides(args))
-    return load_settings(getattr(args, "config", None), **values)
+    return load_settings(getattr(args, "config", None), **values, runtime=runtime_override(args))
+
+
+def runtime_override(args: argparse.Namespace) -> dict | None:
+    """``--threads`` as a ``[runtime]`` override (merged with the environment's and the file's table)."""
+    threads = getattr(args, "threads", None)
+    return {"threads": threads} if threads is not None else None

@@ -109,9 +109,12 @@ def explain_files(paths: Sequence[Path], engine: CamEngine, out_dir: Path, *, ta
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from camwatch.regions import parse_box
-    from worker.cam.factory import build_engine
+    from worker.runtime import configure_runtime
 
     settings = settings_from(args, MODEL_KEYS)
+    configure_runtime(settings.runtime)  # before torch is imported (the next import) and allocates
+    from worker.cam.factory import build_engine
+
     boxes = [parse_box(b) for b in args.box or []]
     engine = build_engine(settings)
     failures = explain_files([Path(p) for p in args.images], engine, args.out, target=args.target, boxes=boxes,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from camwatch.heads import TARGET_MODES
 from camwatch.settings import load_settings
-from worker.commands.common import MODEL_KEYS, add_model_args, shadow_overrides
+from worker.commands.common import MODEL_KEYS, add_model_args, runtime_override, shadow_overrides
 
 RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_seconds", "lease_seconds",
             "max_attempts", "heartbeat_seconds", "dead_after_seconds", "allowed_roots", "allowed_hosts", "target",
@@ -17,17 +17,22 @@ RUN_KEYS = ("db", "source", "worker_id", "thumbnails", "stable_seconds", "poll_s
 
 def cmd_run(args: argparse.Namespace) -> int:
     from worker.logs import configure_structured_logging
-    from worker.service.worker import Worker
+    from worker.runtime import configure_runtime
 
     configure_structured_logging(args.verbose)
     queue = {k: v for k, v in (("spool_dir", args.spool_dir), ("max_in_flight", args.max_in_flight),
                                ("claim_timeout_seconds", args.claim_timeout)) if v is not None}
     values = {k: getattr(args, k) for k in (*MODEL_KEYS, *RUN_KEYS)} | shadow_overrides(args)
-    settings = load_settings(args.config, **values, queue=queue or None)  # merged into [queue] of the file and the environment
+    settings = load_settings(args.config, **values,
+                             queue=queue or None,  # merged into [queue] of the file and the environment
+                             runtime=runtime_override(args))
     if not settings.source:
         raise ValueError("no source: pass --source DIR|redis://...|mqtt://... (or set CAMWATCH_SOURCE / source "
                          "in camwatch.toml)")
-    worker = Worker(settings)
+    configure_runtime(settings.runtime)  # before torch is imported (the next import) and allocates
+    from worker.service.worker import Worker
+
+    worker = Worker(settings, freeze_gc=True)  # this process is the worker's: startup objects out of GC
     worker.install_signal_handlers()
     worker.work(burst=args.once)
     return 0

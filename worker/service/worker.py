@@ -54,7 +54,7 @@ from db import (
 from db.faults import DatabaseUnavailable, SqliteFileWatch, guarded
 from db.monitoring import ReferenceHandle, ensure_reference
 from worker.cam.engine import CamEngine
-from worker.runtime import limit_blas_threads
+from worker.runtime import freeze_startup_objects, limit_blas_threads
 from worker.service.lease import LeaseKeeper
 from worker.service.monitor import recompute_drift
 from worker.service.observability import Observability
@@ -90,8 +90,9 @@ class Worker:
     model and registers it; :meth:`work` bootstraps when needed, loops, and tears down in ``finally``."""
 
     def __init__(self, settings: Settings, *, engine: CamEngine | None = None,
-                 shadow_engines: list[CamEngine] | None = None) -> None:
+                 shadow_engines: list[CamEngine] | None = None, freeze_gc: bool = False) -> None:
         self.settings = settings
+        self._freeze_gc = freeze_gc  # the command's process: startup objects out of GC (worker.runtime)
         self.cam: CamEngine | None = engine
         self._shadow_engines = shadow_engines  # tests: engines of the shadow models (else built from settings)
         self.instance_id = uuid.uuid4().hex  # this process: its claims carry it (recovery, not pids)
@@ -172,6 +173,8 @@ class Worker:
                                      [s.name for s in self.sources if not isinstance(s, QueueSource)],
                                      [s.name for s in self.sources if isinstance(s, QueueSource)])
         self._bootstrapped = True
+        if self._freeze_gc:
+            freeze_startup_objects()
         self._recover(force=True)
         self._keeper = LeaseKeeper(self.db, self.instance_id, lease_seconds=settings.lease_seconds,
                                    interval=min(settings.heartbeat_seconds, settings.lease_seconds / 3),
