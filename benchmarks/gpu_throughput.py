@@ -42,11 +42,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cam_throughput import build  # the same two models (benchmarks/ is this script's folder)
+
 from camwatch.settings import RuntimeSettings
 from worker.cam.accel import Acceleration
 from worker.cam.device_stats import device_statistics
 from worker.cam.engine import CamEngine
-from worker.cam.models import LoadedModel, load_model
+from worker.cam.models import LoadedModel
 from worker.cam.preprocess import Preprocessing
 from worker.runtime import configure_runtime
 
@@ -70,16 +72,6 @@ def make_jpegs(n: int, seed: int = 0) -> list[bytes]:
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=88)
         out.append(buffer.getvalue())
     return out
-
-
-def build(name: str) -> LoadedModel:
-    if name == "lite0":
-        return load_model("efficientnet_lite0")
-    import torchvision
-
-    module = torchvision.models.resnet50(weights=None).eval()
-    return LoadedModel(module=module, class_names=[str(i) for i in range(1000)], preprocessing=Preprocessing(),
-                       spec="torchvision:resnet50", classifier="fc")
 
 
 def _decode_cpu(blobs: list[bytes]) -> np.ndarray:
