@@ -34,11 +34,12 @@ def stored_alerts(engine: Engine) -> dict[tuple[str, str], StoredAlert]:
     newest = (select(func.max(Alert.id).label("id"), func.max(Alert.notified_at).label("last_notice"))
               .group_by(Alert.rule, Alert.subject_key).subquery())
     stmt = select(Alert.id, Alert.rule, Alert.subject_key, Alert.state, Alert.first_seen, Alert.notified_at,
-                  Alert.silenced_until, newest.c.last_notice).join(newest, newest.c.id == Alert.id)
+                  Alert.silenced_until, newest.c.last_notice, Alert.last_seen).join(newest, newest.c.id == Alert.id)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     return {(r.rule, r.subject_key): StoredAlert(r.id, r.rule, r.subject_key, r.state, r.first_seen,
-                                                 r.notified_at is not None, r.last_notice, r.silenced_until)
+                                                 r.notified_at is not None, r.last_notice, r.silenced_until,
+                                                 r.last_seen)
             for r in rows}
 
 

@@ -78,6 +78,8 @@ class AlertSettings(BaseModel):
     enabled: bool = True
     every_seconds: Annotated[float, Field(gt=0)] = 60.0  # evaluated this often, and after each drift pass
     cooldown_minutes: Annotated[float, Field(ge=0)] = 60.0  # no new 'firing' notice of a subject within this
+    # a firing alert resolves once its rule has said ok for this long since it last said firing (no flapping)
+    resolve_after_minutes: Annotated[float, Field(ge=0)] = 15.0
     webhook_url: SecretStr | None = None  # generic JSON webhook (env CAMWATCH_ALERTS__WEBHOOK_URL)
     slack_webhook_url: SecretStr | None = None  # Slack-compatible incoming webhook ({"text", "blocks"})
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)

@@ -1,7 +1,9 @@
 """From evaluations and the stored alerts to state changes and the notifications they send.
 
 One stored alert per (rule, subject) *episode*: it fires, stays firing while the rule says so (its
-``last_seen`` and value refreshed, no new notice: deduplicated), and resolves when the rule says ``ok``.
+``last_seen`` and value refreshed, no new notice: deduplicated), and resolves when the rule has said ``ok``
+for ``resolve_after`` since it last said firing (a hold-down like Prometheus' ``keep_firing_for``: a drift
+window that is still filling, or one quiet evaluation, does not flap the alert).
 A later firing opens a new episode (the history). Notifications go on state changes only:
 
 - ``firing``: unless the subject is silenced (``silenced_until`` in the future, carried over to later
@@ -36,6 +38,7 @@ class StoredAlert:
     notified_firing: bool  # this episode's 'firing' notice went out
     last_fire_notice: dt.datetime | None  # newest 'firing' notice of the subject, any episode
     silenced_until: dt.datetime | None
+    last_seen: dt.datetime | None = None  # while firing: the last evaluation that said firing
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def silenced(alert: StoredAlert | None, now: dt.datetime) -> bool:
 
 
 def plan(evaluations: list[Evaluation], stored: dict[tuple[str, str], StoredAlert], now: dt.datetime,
-         cooldown: dt.timedelta) -> list[Transition]:
+         cooldown: dt.timedelta, resolve_after: dt.timedelta = dt.timedelta(0)) -> list[Transition]:
     """The state changes the ``evaluations`` make to the ``stored`` alerts (keyed by (rule, subject key))."""
     out = []
     for e in evaluations:
@@ -69,5 +72,7 @@ def plan(evaluations: list[Evaluation], stored: dict[tuple[str, str], StoredAler
                                   silenced_until=None if alert is None else alert.silenced_until))
         elif firing_now:
             assert alert is not None
+            if alert.last_seen is not None and now - alert.last_seen < resolve_after:
+                continue  # held: ok for less than resolve_after since it last said firing
             out.append(Transition("resolve", e, alert.id, notify=alert.notified_firing and not silenced(alert, now)))
     return out

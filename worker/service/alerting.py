@@ -117,7 +117,7 @@ class AlertService:
             facts = gather_facts(self.engine, self.settings, now, self._context)
             self.evaluations = evaluate(facts, a, dead_after_seconds=self.settings.dead_after_seconds)
             changes = plan(self.evaluations, stored_alerts(self.engine), now,
-                           dt.timedelta(minutes=a.cooldown_minutes))
+                           dt.timedelta(minutes=a.cooldown_minutes), dt.timedelta(minutes=a.resolve_after_minutes))
             notices = apply_transitions(self.engine, changes, now=now, deliver=self.delivery.configured,
                                         links=self._links)
         finally:

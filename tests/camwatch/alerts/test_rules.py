@@ -84,6 +84,14 @@ def test_plan_dedupes_cools_down_and_respects_silence() -> None:
     silenced = plan([firing], stored("resolved", True, None, T + hour), T, hour)
     assert [(t.notify, t.silenced_until) for t in silenced] == [(False, T + hour)]  # carried to the new episode
 
+    def seen(last_firing: dt.datetime) -> dict:  # firing, last said firing at ``last_firing``
+        return {key: StoredAlert(1, "drift", key[1], "firing", T - hour, True, T - hour, None, last_firing)}
+
+    hold = dt.timedelta(minutes=15)
+    assert plan([ok], seen(T - dt.timedelta(minutes=5)), T, hour, hold) == []  # held: ok for 5 of 15 minutes
+    assert [t.change for t in plan([ok], seen(T - dt.timedelta(minutes=15)), T, hour, hold)] == ["resolve"]
+    assert [t.change for t in plan([firing], seen(T - dt.timedelta(minutes=5)), T, hour, hold)] == ["refresh"]
+
 
 def test_every_rule_is_registered_with_a_settings_section() -> None:
     for key in RULES:
