@@ -17,6 +17,7 @@ from sqlalchemy.sql import ColumnElement
 from camwatch.alerts.facts import DriftContext, DriftFact, HeartbeatFact, ShareFact, SourceFact
 from camwatch.alerts.rules import drift_strength
 from camwatch.conventions import ALL_CLASSES, ALL_IMAGES, REFERENCE_SOURCE, parse_slice
+from camwatch.monitoring.calibration import NOT_ENOUGH_DATA
 from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.models import DriftResult, Heatmap, Image, ImageTag, Reference, ReferenceMember
 from db.models_ops import WorkerHeartbeat
@@ -30,12 +31,15 @@ def newest_reference_id(conn: Connection) -> int | None:
 
 
 def drift_facts(engine: Engine, window_kind: str, windows: int) -> list[DriftFact]:
-    """Drift results of the current reference in its ``windows`` newest windows of ``window_kind``."""
+    """Decided drift results (not ``not_enough_data``) of the current reference in its ``windows`` newest
+    windows of ``window_kind`` that hold a decision: a window still too small for a subject says nothing
+    about it (its newest full window stands), rather than resolving or hiding its alert."""
     with engine.connect() as conn:
         ref = newest_reference_id(conn)
         if ref is None:
             return []
-        mine = and_(DriftResult.reference_id == ref, DriftResult.window_kind == window_kind)
+        mine = and_(DriftResult.reference_id == ref, DriftResult.window_kind == window_kind,
+                    DriftResult.decision != NOT_ENOUGH_DATA)
         starts = conn.execute(select(DriftResult.window_start).distinct().where(mine)
                               .order_by(DriftResult.window_start.desc()).limit(windows)).scalars().all()
         if not starts:

@@ -44,6 +44,8 @@ MIN_CHUNKS = 5
 Decision = Literal["drifted", "no_drift", "not_enough_data"]
 Rule = Literal["fdr_effect", "reference_chunks", "threshold"]
 DECISIONS: tuple[str, ...] = ("drifted", "no_drift", "not_enough_data")
+#: The decision of a window (or slice) with too few images: never drifted, and it says nothing to alerts.
+NOT_ENOUGH_DATA: Decision = "not_enough_data"
 RULES: tuple[str, ...] = ("fdr_effect", "reference_chunks", "threshold")
 
 

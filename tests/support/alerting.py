@@ -64,13 +64,15 @@ def reference(engine: Engine) -> int:
 
 
 def add_drift_window(engine: Engine, ref: int, start: dt.datetime, drifted: bool, *, statistic: str = "energy_outside",
-                     slice_name: str = "", score: float | None = None) -> None:
+                     slice_name: str = "", score: float | None = None, too_few: bool = False) -> None:
+    """A drift result; ``too_few``: the window holds too few images (``not_enough_data``, no score)."""
     with write_transaction(engine) as conn:
         conn.execute(insert(DriftResult).values(
             reference_id=ref, window_kind="day", window_start=start, window_end=start + dt.timedelta(days=1),
             statistic=statistic, class_index=-1, test="ks", slice=slice_name,
-            score=score if score is not None else (0.6 if drifted else 0.1), threshold=0.3, drifted=drifted,
-            n_reference=60, n_current=60))
+            score=None if too_few else score if score is not None else (0.6 if drifted else 0.1), threshold=0.3,
+            drifted=drifted and not too_few, n_reference=60, n_current=10 if too_few else 60,
+            decision="not_enough_data" if too_few else "drifted" if drifted else "no_drift"))
 
 
 def beat(engine: Engine, worker_id: str, at: dt.datetime, state: str = "running") -> None:

@@ -4,6 +4,7 @@ cooldown without a notice, and notifies again once the cooldown has passed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from camwatch.alerts.rules import RULES
 from camwatch.settings import Settings, load_settings
 from db.alerts import alert_history, stored_alerts
-from tests.support.alerting import SCENARIOS, Clock
+from tests.support.alerting import SCENARIOS, Clock, add_drift_window, reference
 from tests.support.databases import migrated_engine
 from tests.support.receivers import webhook_receiver
 from worker.service.alerting import AlertService
@@ -132,3 +133,23 @@ def test_secrets_never_reach_the_logs(tmp_path: Path, caplog: pytest.LogCaptureF
         assert "s3cr3t-token" not in caplog.text and "/hook" not in caplog.text
         assert "HTTP 500" in caplog.text and "/…" in caplog.text
         assert "s3cr3t" not in repr(settings) and "s3cr3t" not in str(settings.model_dump())
+
+
+def test_a_window_with_too_few_images_neither_resolves_nor_hides_a_drift_alert(tmp_path: Path) -> None:
+    """A new day window still filling (``not_enough_data``) says nothing: the newest full window decides."""
+    clock = Clock()
+    with migrated_engine("sqlite", tmp_path) as engine, webhook_receiver() as hook:
+        service = AlertService(only("drift", webhook_url=hook.url, resolve_after_minutes=0), engine, "w",
+                               clock=clock)
+        ref = reference(engine)
+        add_drift_window(engine, ref, clock.now - dt.timedelta(days=1), True, slice_name="camera=cam-2")
+        add_drift_window(engine, ref, clock.now, False, slice_name="camera=cam-2", too_few=True)
+        add_drift_window(engine, ref, clock.now, False, slice_name="camera=cam-1")  # another slice's full window
+        service.tick(force=True)
+        firing = [a for a in stored_alerts(engine).values() if a.state == "firing"]
+        assert [a.subject_key for a in firing] == ["statistic=energy_outside;slice=camera=cam-2"]
+        clock.advance(minutes=STEP_MINUTES)
+        add_drift_window(engine, ref, clock.now, False, slice_name="camera=cam-2", too_few=True)
+        service.tick(force=True)
+        assert [a.state for a in stored_alerts(engine).values() if "cam-2" in a.subject_key] == ["firing"]
+        service.close()
