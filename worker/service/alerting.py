@@ -38,6 +38,11 @@ TASK = "alerts"
 CONTEXT_SECONDS = 600.0  # a drifted subject's summary numbers are read again after this long
 
 
+#: How many of the newest drift windows the drift rule reads: its condition needs ``consecutive_windows``;
+#: the rest date the run of drifted windows in the summary (``since``), up to a month of day windows.
+SINCE_WINDOWS = 31
+
+
 def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
                  cache: dict[tuple[str, str, dt.datetime], tuple[float, DriftContext]] | None = None) -> AlertFacts:
     """The facts the enabled rules read (drift summary numbers kept in ``cache`` for :data:`CONTEXT_SECONDS`)."""
@@ -45,7 +50,9 @@ def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
     a, rules = settings.alerts, set(enabled_rules(settings.alerts))
     facts = AlertFacts(now=now)
     if "drift" in rules:
-        facts.drift = drift_facts(engine, settings.drift.window_label, a.drift.consecutive_windows + 1)
+        # enough windows to date a run of drifted windows ("since 2026-11-07") beyond the firing condition's
+        facts.drift = drift_facts(engine, settings.drift.window_label,
+                                  max(a.drift.consecutive_windows + 1, SINCE_WINDOWS))
         newest: dict[tuple[str, str], dt.datetime] = {}
         for f in facts.drift:
             key = (f.statistic, f.slice)

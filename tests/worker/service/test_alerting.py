@@ -142,12 +142,15 @@ def test_a_window_with_too_few_images_neither_resolves_nor_hides_a_drift_alert(t
         service = AlertService(only("drift", webhook_url=hook.url, resolve_after_minutes=0), engine, "w",
                                clock=clock)
         ref = reference(engine)
-        add_drift_window(engine, ref, clock.now - dt.timedelta(days=1), True, slice_name="camera=cam-2")
+        for days in (3, 2, 1):  # drifted since three days ago
+            add_drift_window(engine, ref, clock.now - dt.timedelta(days=days), True, slice_name="camera=cam-2")
         add_drift_window(engine, ref, clock.now, False, slice_name="camera=cam-2", too_few=True)
         add_drift_window(engine, ref, clock.now, False, slice_name="camera=cam-1")  # another slice's full window
         service.tick(force=True)
         firing = [a for a in stored_alerts(engine).values() if a.state == "firing"]
         assert [a.subject_key for a in firing] == ["statistic=energy_outside;slice=camera=cam-2"]
+        [cam2] = [e for e in service.evaluations if e.subject.slice == "camera=cam-2"]
+        assert cam2.since == clock.now - dt.timedelta(days=3) and f"since {cam2.since:%Y-%m-%d}" in cam2.summary
         clock.advance(minutes=STEP_MINUTES)
         add_drift_window(engine, ref, clock.now, False, slice_name="camera=cam-2", too_few=True)
         service.tick(force=True)
