@@ -21,21 +21,22 @@ from camwatch.monitoring.calibration import NOT_ENOUGH_DATA
 from camwatch.statistics.registry import HEATMAP_KEYS, IMAGE_PROPERTY_COLUMNS
 from db.models import DriftResult, Heatmap, Image, ImageTag, Reference, ReferenceMember
 from db.models_ops import WorkerHeartbeat
+from db.queries import current_reference_stmt
 from db.versions import flag_of, of_version
 
 
-def newest_reference_id(conn: Connection) -> int | None:
-    """The reference drift is computed against (the most recently built; as :func:`db.queries.current_reference`)."""
-    return conn.execute(select(Reference.id).order_by(Reference.built_at.is_(None), Reference.built_at.desc(),
-                                                      Reference.id.desc()).limit(1)).scalar_one_or_none()
+def newest_reference_id(conn: Connection, model_version_id: int | None = None) -> int | None:
+    """The id of :func:`db.queries.current_reference_stmt`'s reference (of the worker's primary model version
+    when given, so a shadow model's drift never speaks for the primary's)."""
+    return conn.execute(current_reference_stmt(model_version_id).with_only_columns(Reference.id)).scalar_one_or_none()
 
 
-def drift_facts(engine: Engine, window_kind: str, windows: int) -> list[DriftFact]:
+def drift_facts(engine: Engine, window_kind: str, windows: int, model_version_id: int | None = None) -> list[DriftFact]:
     """Decided drift results (not ``not_enough_data``) of the current reference in its ``windows`` newest
     windows of ``window_kind`` that hold a decision: a window still too small for a subject says nothing
     about it (its newest full window stands), rather than resolving or hiding its alert."""
     with engine.connect() as conn:
-        ref = newest_reference_id(conn)
+        ref = newest_reference_id(conn, model_version_id)
         if ref is None:
             return []
         mine = and_(DriftResult.reference_id == ref, DriftResult.window_kind == window_kind,
@@ -69,21 +70,21 @@ def _in_slice(slice_name: str) -> ColumnElement[bool]:
 
 
 def drift_context(engine: Engine, statistic: str, slice_name: str, start: dt.datetime,
-                  end: dt.datetime) -> DriftContext:
+                  end: dt.datetime, model_version_id: int | None = None) -> DriftContext:
     """The reference's and the window's mean of ``statistic`` (primary heatmaps, images of the slice) and
     the share of the window's processed images that are flagged."""
     column = _stat_column(statistic)
-    flagged = exists().where(flag_of(None))  # flags of the image's primary version
+    flagged = exists().where(flag_of(model_version_id))  # flags of that version (None: the image's own)
     in_window = and_(Image.captured_at >= start, Image.captured_at < end, Image.status == "ok", _in_slice(slice_name))
     with engine.connect() as conn:
         n, n_flagged = conn.execute(select(func.count(), func.count().filter(flagged))
                                     .select_from(Image).where(in_window)).one()
         ref_mean = cur_mean = None
-        ref = newest_reference_id(conn)
+        ref = newest_reference_id(conn, model_version_id)
         if column is not None:
             base = select(func.avg(column)).select_from(Image).join(
                 Heatmap, and_(Heatmap.image_id == Image.id, Heatmap.is_primary.is_(True),
-                             of_version(Heatmap.model_version_id, None)))
+                             of_version(Heatmap.model_version_id, model_version_id)))
             cur_mean = conn.execute(base.where(in_window)).scalar_one_or_none()
             if ref is not None:
                 ref_mean = conn.execute(base.join(ReferenceMember, ReferenceMember.image_id == Image.id)
@@ -147,10 +148,11 @@ class DriftGauge:
     drifted: bool
 
 
-def drift_gauges(engine: Engine, window_kind: str, *, slices: bool) -> list[DriftGauge]:
+def drift_gauges(engine: Engine, window_kind: str, *, slices: bool,
+                 model_version_id: int | None = None) -> list[DriftGauge]:
     """Each statistic's drift in its newest window (every image, and each tested slice when ``slices``)."""
     newest: dict[tuple[str, str], list[DriftFact]] = {}
-    for f in drift_facts(engine, window_kind, 1):
+    for f in drift_facts(engine, window_kind, 1, model_version_id):
         if f.class_index == ALL_CLASSES and (slices or f.slice == ALL_IMAGES):
             newest.setdefault((f.statistic, f.slice), []).append(f)
     return [DriftGauge(stat, name, max(drift_strength(f.test, f.score, f.threshold) for f in facts),

@@ -305,14 +305,18 @@ class ReferenceInfo:
     n_images: int
 
 
-def current_reference(engine: Engine, model_version_id: int | None = None) -> ReferenceInfo | None:
+def current_reference_stmt(model_version_id: int | None = None) -> Select:
     """The most recently built reference (of ``model_version_id`` when given; or, when none is built yet,
-    the newest one)."""
+    the newest one): the reference drift is computed against."""
     stmt = (select(Reference.id, Reference.name, Reference.kind, Reference.method, Reference.model_version_id,
                    Reference.built_at, Reference.n_images)
             .order_by(Reference.built_at.is_(None), Reference.built_at.desc(), Reference.id.desc()).limit(1))
-    if model_version_id is not None:
-        stmt = stmt.where(Reference.model_version_id == model_version_id)
+    return stmt if model_version_id is None else stmt.where(Reference.model_version_id == model_version_id)
+
+
+def current_reference(engine: Engine, model_version_id: int | None = None) -> ReferenceInfo | None:
+    """:func:`current_reference_stmt`'s reference."""
+    stmt = current_reference_stmt(model_version_id)
     with engine.connect() as conn:
         row = conn.execute(stmt).one_or_none()
     return None if row is None else ReferenceInfo(**row._mapping)

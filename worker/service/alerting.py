@@ -43,7 +43,7 @@ CONTEXT_SECONDS = 600.0  # a drifted subject's summary numbers are read again af
 SINCE_WINDOWS = 31
 
 
-def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
+def gather_facts(engine: Engine, settings: Settings, now: dt.datetime, model_version_id: int | None = None,
                  cache: dict[tuple[str, str, dt.datetime], tuple[float, DriftContext]] | None = None) -> AlertFacts:
     """The facts the enabled rules read (drift summary numbers kept in ``cache`` for :data:`CONTEXT_SECONDS`)."""
     cache = {} if cache is None else cache
@@ -52,7 +52,7 @@ def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
     if "drift" in rules:
         # enough windows to date a run of drifted windows ("since 2026-11-07") beyond the firing condition's
         facts.drift = drift_facts(engine, settings.drift.window_label,
-                                  max(a.drift.consecutive_windows + 1, SINCE_WINDOWS))
+                                  max(a.drift.consecutive_windows + 1, SINCE_WINDOWS), model_version_id)
         newest: dict[tuple[str, str], dt.datetime] = {}
         for f in facts.drift:
             key = (f.statistic, f.slice)
@@ -63,7 +63,7 @@ def gather_facts(engine: Engine, settings: Settings, now: dt.datetime,
         for s, sl, start, end in sorted(wanted):
             kept = cache.get((s, sl, start))
             if kept is None or mono - kept[0] > CONTEXT_SECONDS:
-                cache[(s, sl, start)] = kept = (mono, drift_context(engine, s, sl, start, end))
+                cache[(s, sl, start)] = kept = (mono, drift_context(engine, s, sl, start, end, model_version_id))
             facts.drift_context[(s, sl, start)] = kept[1]
         for gone in set(cache) - set(facts.drift_context):  # subjects no longer drifted
             del cache[gone]
@@ -81,13 +81,14 @@ class AlertService:
     """Constructed without I/O (the delivery threads start here); :meth:`tick` from the loop; :meth:`close`."""
 
     def __init__(self, settings: Settings, engine: Engine, runner: str, *,
-                 clock: Callable[[], dt.datetime] = utcnow,
+                 clock: Callable[[], dt.datetime] = utcnow, model_version_id: int | None = None,
                  on_result: Callable[[str, bool], None] = lambda _k, _ok: None,
                  on_firing: Callable[[dict[str, int]], None] = lambda _c: None) -> None:
         self.settings = settings
         self.engine = engine
         self.runner = runner
         self.clock = clock
+        self.model_version_id = model_version_id  # the primary model's: its drift is what alerts read
         self.on_firing = on_firing
         self.delivery = Delivery(configured_notifiers(settings.alerts), settings.alerts, on_result)
         self._last = -float("inf")
@@ -121,7 +122,7 @@ class AlertService:
         if not try_begin(self.engine, self.runner, every, stale_after=dt.timedelta(minutes=10), task=TASK, now=now):
             return []
         try:
-            facts = gather_facts(self.engine, self.settings, now, self._context)
+            facts = gather_facts(self.engine, self.settings, now, self.model_version_id, self._context)
             self.evaluations = evaluate(facts, a, dead_after_seconds=self.settings.dead_after_seconds)
             changes = plan(self.evaluations, stored_alerts(self.engine), now,
                            dt.timedelta(minutes=a.cooldown_minutes), dt.timedelta(minutes=a.resolve_after_minutes))

@@ -86,7 +86,8 @@ class WorkerMetrics:
         self.model_info.labels(**labels).set(1)
 
     # -- database gauges --------------------------------------------------------------------------
-    def refresh(self, engine: Engine, folders: Sequence[str], queues: Sequence[str], *, force: bool = False) -> None:
+    def refresh(self, engine: Engine, folders: Sequence[str], queues: Sequence[str], *, force: bool = False,
+                model_version_id: int | None = None) -> None:
         now = time.monotonic()
         if not force and now - self._last_refresh < REFRESH_SECONDS:
             return
@@ -101,7 +102,8 @@ class WorkerMetrics:
         last = last_image_time(engine)
         if last is not None:
             self.last_image.set(last.timestamp())
-        gauges = drift_gauges(engine, self.settings.drift.window_label, slices=self.settings.metrics_slices)
+        gauges = drift_gauges(engine, self.settings.drift.window_label, slices=self.settings.metrics_slices,
+                              model_version_id=model_version_id)
         self.drift_score.clear()
         self.drift_state.clear()
         for g in gauges:

@@ -34,7 +34,9 @@ class Observability:
             ctx.observer = self.metrics
             self.metrics_port = self.metrics.serve(settings.metrics_host, settings.metrics_port)
         m = self.metrics
-        self.alerts = AlertService(settings, engine, runner, on_result=m.notified if m else lambda _k, _o: None,
+        self.model_version_id = ctx.model_version_id  # the primary model's drift is what alerts and gauges read
+        self.alerts = AlertService(settings, engine, runner, model_version_id=ctx.model_version_id,
+                                   on_result=m.notified if m else lambda _k, _o: None,
                                    on_firing=m.set_firing if m else lambda _c: None)
 
     def tick(self, *, force: bool = False) -> None:
@@ -42,7 +44,8 @@ class Observability:
         self.alerts.tick(force=force)
         if self.metrics is not None:
             try:
-                self.metrics.refresh(self.engine, self.folders, self.queues, force=force)
+                self.metrics.refresh(self.engine, self.folders, self.queues, force=force,
+                                     model_version_id=self.model_version_id)
             except DatabaseUnavailable:
                 raise
             except Exception:  # a gauge left stale must not stop the monitoring

@@ -10,11 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, update
 
 from camwatch.alerts.rules import RULES
 from camwatch.settings import Settings, load_settings
+from db.alert_facts import drift_facts
 from db.alerts import alert_history, stored_alerts
-from tests.support.alerting import SCENARIOS, Clock, add_drift_window, reference
+from db.models import Reference
+from db.session import session_scope, write_transaction
+from db.writes import get_or_create_model_version
+from tests.support.alerting import SCENARIOS, T0, Clock, add_drift_window, model_version, reference
 from tests.support.databases import migrated_engine
 from tests.support.receivers import webhook_receiver
 from worker.service.alerting import AlertService
@@ -156,3 +161,24 @@ def test_a_window_with_too_few_images_neither_resolves_nor_hides_a_drift_alert(t
         service.tick(force=True)
         assert [a.state for a in stored_alerts(engine).values() if "cam-2" in a.subject_key] == ["firing"]
         service.close()
+
+
+def test_alerts_read_the_primary_versions_drift_not_a_shadow_models(tmp_path: Path) -> None:
+    """In shadow mode the newest reference may be the shadow model's: the drift facts follow the version given."""
+    with migrated_engine("sqlite", tmp_path) as engine:
+        primary = model_version(engine)
+        primary_ref = reference(engine)  # of the primary's version
+        with session_scope(engine, write=True) as session:
+            shadow = get_or_create_model_version(session, spec="shadow", weights_sha256=None, num_classes=3,
+                                                 class_names=["cat", "dog", "bird"], input_size=[8, 8],
+                                                 preprocessing={}, target_layer="features", method="gradcam")
+        with write_transaction(engine) as conn:
+            shadow_ref = conn.execute(insert(Reference).values(
+                name="shadow-ref", kind="first_n", params={}, model_version_id=shadow, method="gradcam",
+                built_at=T0 + dt.timedelta(days=1), n_images=60).returning(Reference.id)).scalar_one()
+            conn.execute(update(Reference).where(Reference.id == primary_ref).values(built_at=T0))
+        add_drift_window(engine, primary_ref, T0, True, slice_name="camera=cam-2")
+        add_drift_window(engine, shadow_ref, T0, False, slice_name="camera=cam-2")
+        assert [f.drifted for f in drift_facts(engine, "day", 2, primary)] == [True]
+        assert [f.drifted for f in drift_facts(engine, "day", 2, shadow)] == [False]
+        assert [f.drifted for f in drift_facts(engine, "day", 2)] == [False]  # no version: the newest reference
