@@ -2,11 +2,9 @@
 
 Conventions shared by ``db.queries*``:
 
-- Everything is built from SQLAlchemy Core/ORM constructs with bound parameters; names that select a
-  column (statistics, time units) are checked against allowlists and mapped to column objects, never
-  spliced into SQL text.
-- Aggregation happens in SQL (``GROUP BY``); results are small (one row per time bucket, class or tag
-  value) and returned as pandas DataFrames or plain records. Nothing here loads every image.
+- SQLAlchemy constructs with bound parameters only; column names (statistics, time units) are checked
+  against allowlists and mapped to column objects, never spliced into SQL text.
+- Aggregation happens in SQL (``GROUP BY``): small results (a row per time bucket, class or tag value).
 - Times are aware UTC datetimes. Time buckets floor ``captured_at`` (or ``processed_at``) to the hour or
   the day in UTC: on SQLite by cutting the stored text ``YYYY-MM-DD HH:MM:SS.ffffff`` (see
   :class:`db.types.UTCDateTime`) to ``YYYY-MM-DD HH`` / ``YYYY-MM-DD``, on PostgreSQL with
@@ -316,9 +314,8 @@ def current_reference_stmt(model_version_id: int | None = None) -> Select:
 
 def current_reference(engine: Engine, model_version_id: int | None = None) -> ReferenceInfo | None:
     """:func:`current_reference_stmt`'s reference."""
-    stmt = current_reference_stmt(model_version_id)
     with engine.connect() as conn:
-        row = conn.execute(stmt).one_or_none()
+        row = conn.execute(current_reference_stmt(model_version_id)).one_or_none()
     return None if row is None else ReferenceInfo(**row._mapping)
 
 
