@@ -5,10 +5,9 @@ Conventions shared by ``db.queries*``:
 - SQLAlchemy constructs with bound parameters only; column names (statistics, time units) are checked
   against allowlists and mapped to column objects, never spliced into SQL text.
 - Aggregation happens in SQL (``GROUP BY``): small results (a row per time bucket, class or tag value).
-- Times are aware UTC datetimes. Time buckets floor ``captured_at`` (or ``processed_at``) to the hour or
-  the day in UTC: on SQLite by cutting the stored text ``YYYY-MM-DD HH:MM:SS.ffffff`` (see
-  :class:`db.types.UTCDateTime`) to ``YYYY-MM-DD HH`` / ``YYYY-MM-DD``, on PostgreSQL with
-  ``date_trunc(unit, t, 'UTC')``; :func:`bucket_start` turns either result into a datetime.
+- Times are aware UTC. Buckets floor ``captured_at`` (or ``processed_at``) to the UTC hour or day: on SQLite
+  by cutting the stored text (:class:`db.types.UTCDateTime`) to ``YYYY-MM-DD HH`` / ``YYYY-MM-DD``, on
+  PostgreSQL with ``date_trunc(unit, t, 'UTC')``; :func:`bucket_start` turns either into a datetime.
 - "Statistic": a ``heatmaps`` column of :data:`camwatch.statistics.registry.HEATMAP_KEYS`, a raw value (``raw_max``,
   ``raw_sum``, ``target_logit``, ``confidence``) or an image property of ``IMAGE_KEYS`` (primary heatmaps only).
 """
